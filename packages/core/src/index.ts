@@ -1,0 +1,41 @@
+// Browser-safe public API of @lithe/core. Node-only helpers (files on disk) are in './node'.
+export * from './tensor/dtype.js';
+export * from './tensor/shape.js';
+export * from './tensor/half.js';
+export { Tensor } from './tensor/tensor.js';
+
+export type { Backend, TypedArray } from './backend/backend.js';
+export { KernelRegistry, globalKernels, type OpName, type RegisterOptions } from './backend/kernel-registry.js';
+export type { AttentionParams, KernelSignatures } from './backend/kernel-signatures.js';
+export { MemoryTracker, MEMORY_USES, type MemoryByUse, type MemorySnapshot, type MemoryUse } from './backend/memory.js';
+export { CpuBackend, type CpuTensor } from './backends/cpu/cpu-backend.js';
+
+export * from './io/byte-source.js';
+export * from './io/safetensors.js';
+export * from './io/hf-dir.js';
+export * from './io/tokenizer.js';
+export * from './io/chat-template.js';
+
+export * from './model/config.js';
+export { ropeInvFrequencies } from './model/rope-frequencies.js';
+export { LlamaModel, type LlamaLayer, type ForwardOptions } from './model/llama.js';
+export { DenseLinear, type LinearModule } from './model/linear-module.js';
+export * from './model/weights.js';
+
+export type { KVCache, KVCacheFactory, KVCacheLayer, KVCacheSpec } from './kv-cache/kv-cache.js';
+export { DenseKVCache } from './kv-cache/dense-kv-cache.js';
+
+export * from './generate/events.js';
+export { generateTokens, defaultDecodeStep, type GenerateOptions, type GenerationContext } from './generate/generate.js';
+export { perplexity, type PerplexityResult } from './generate/perplexity.js';
+export * from './generate/sampling.js';
+export * from './generate/rng.js';
+export * from './generate/stopping.js';
+export * from './generate/text-stream.js';
+
+export type * from './plugin/types.js';
+export { definePlugin } from './plugin/define-plugin.js';
+export { PluginDriver } from './plugin/plugin-driver.js';
+
+export { createPipeline, type PipelineOptions } from './pipeline/create-pipeline.js';
+export { Pipeline, Generation, type PipelineParts } from './pipeline/pipeline.js';

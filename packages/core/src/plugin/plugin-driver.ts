@@ -1,0 +1,105 @@
+import type { KVCache, KVCacheSpec } from '../kv-cache/kv-cache.js';
+import type { LlamaModel } from '../model/llama.js';
+import type { WeightInfo } from '../model/weights.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { DecodeStep, LithePlugin, PluginContext } from './types.js';
+
+const EXCLUSIVE = ['createKVCache', 'attention'] as const;
+const ORDER = { pre: 0, undefined: 1, post: 2 } as const;
+
+/**
+ * Validates a plugin list once, at registration, and runs each hook the way its kind says.
+ * Everything a user can get wrong (duplicate names, missing dependencies, conflicts, two providers
+ * of one exclusive hook) fails here with a sentence that says what to do.
+ */
+export class PluginDriver {
+  readonly plugins: readonly LithePlugin[];
+
+  constructor(plugins: readonly LithePlugin[]) {
+    const names = new Set<string>();
+    for (const p of plugins) {
+      if (!p || typeof p.name !== 'string' || !p.name) throw new Error('every plugin needs a non-empty `name`');
+      if (names.has(p.name)) throw new Error(`plugin '${p.name}' is listed twice; remove one of them`);
+      names.add(p.name);
+    }
+    for (const p of plugins) {
+      for (const dep of p.dependencies ?? []) {
+        if (!names.has(dep)) throw new Error(`plugin '${p.name}' needs plugin '${dep}'; add ${dep}() to the plugins list`);
+      }
+      for (const other of p.conflicts ?? []) {
+        if (names.has(other)) throw new Error(`plugins '${p.name}' and '${other}' cannot be used together; remove one of them`);
+      }
+    }
+    this.plugins = [...plugins].sort((a, b) => ORDER[`${a.enforce}`] - ORDER[`${b.enforce}`]);
+    for (const hook of EXCLUSIVE) this.checkExclusive(hook);
+  }
+
+  private checkExclusive(hook: (typeof EXCLUSIVE)[number]): void {
+    const providers = this.plugins.filter((p) => p[hook]);
+    const byKind = new Map<string, LithePlugin[]>();
+    for (const p of providers) {
+      const kind = hook === 'attention' ? (p.attention?.kind ?? 'dense') : '';
+      byKind.set(kind, [...(byKind.get(kind) ?? []), p]);
+    }
+    for (const group of byKind.values()) {
+      for (let i = 1; i < group.length; i++) {
+        const [inner, outer] = [group[i - 1], group[i]];
+        if (!outer.composes?.includes(inner.name)) {
+          throw new Error(
+            `plugins '${inner.name}' and '${outer.name}' both provide ${hook}; only one may, unless '${outer.name}' declares composes: ['${inner.name}']`,
+          );
+        }
+      }
+    }
+  }
+
+  async setup(ctx: PluginContext): Promise<void> {
+    for (const p of this.plugins) {
+      await p.setup?.(ctx);
+      if (p.attention) {
+        for (const [backend, kernel] of Object.entries(p.attention.kernels)) {
+          if (kernel) ctx.kernels.register(backend, 'attention', kernel, { variant: p.attention.kind ?? 'dense', override: true });
+        }
+      }
+    }
+  }
+
+  /** Waterfall over transformWeights, or undefined when no plugin transforms weights. */
+  weightTransform(ctx: PluginContext): ((t: Tensor, info: WeightInfo) => Promise<Tensor>) | undefined {
+    const hooks = this.plugins.filter((p) => p.transformWeights);
+    if (hooks.length === 0) return undefined;
+    return async (tensor, info) => {
+      for (const p of hooks) tensor = await p.transformWeights!(tensor, info, ctx);
+      return tensor;
+    };
+  }
+
+  async patchModel(model: LlamaModel, ctx: PluginContext): Promise<void> {
+    for (const p of this.plugins) await p.patchModel?.(model, ctx);
+  }
+
+  /** The KV cache factory: core's dense cache, replaced or wrapped by each provider in order. */
+  kvCacheFactory(base: (spec: KVCacheSpec) => KVCache, ctx: PluginContext): (spec: KVCacheSpec) => KVCache {
+    let factory = base;
+    for (const p of this.plugins) {
+      if (!p.createKVCache) continue;
+      const provider = p.createKVCache;
+      const next = factory;
+      factory = (spec) => provider(spec, ctx, next);
+    }
+    return factory;
+  }
+
+  wrapDecode(step: DecodeStep, ctx: PluginContext): DecodeStep {
+    return this.plugins.reduce((s, p) => (p.wrapDecode ? p.wrapDecode(s, ctx) : s), step);
+  }
+
+  /** The logits processors in order, or null when there are none (saves a call per token). */
+  logitsProcessor(ctx: PluginContext): ((logits: Float32Array, tokens: readonly number[]) => void) | null {
+    const hooks = this.plugins.filter((p) => p.processLogits);
+    if (hooks.length === 0) return null;
+    return (logits, tokens) => {
+      for (const p of hooks) p.processLogits!(logits, tokens, ctx);
+    };
+  }
+}
