@@ -70,7 +70,7 @@ export async function createPipeline(opts: PipelineOptions): Promise<Pipeline> {
 
     const cacheSize = opts.cacheSize ?? Math.min(config.maxPositionEmbeddings, 4096);
     if (!(Number.isSafeInteger(cacheSize) && cacheSize > 0)) throw new RangeError(`cacheSize must be a positive integer, got ${cacheSize}`);
-    return new Pipeline({
+    const pipeline = new Pipeline({
       config,
       model,
       tokenizer,
@@ -80,6 +80,8 @@ export async function createPipeline(opts: PipelineOptions): Promise<Pipeline> {
       decodeStep: driver.wrapDecode(defaultDecodeStep, ctx),
       processLogits: driver.logitsProcessor(ctx),
     });
+    driver.observe(pipeline);
+    return pipeline;
   } finally {
     await dir.close();
   }

@@ -1,3 +1,5 @@
+import type { EventEmitter } from 'eventemitter3';
+import type { PipelineEvents } from '../generate/events.js';
 import type { KVCache, KVCacheSpec } from '../kv-cache/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { WeightInfo } from '../model/weights.js';
@@ -92,6 +94,15 @@ export class PluginDriver {
 
   wrapDecode(step: DecodeStep, ctx: PluginContext): DecodeStep {
     return this.plugins.reduce((s, p) => (p.wrapDecode ? p.wrapDecode(s, ctx) : s), step);
+  }
+
+  /** Subscribes each plugin's observers to the pipeline's events. */
+  observe(emitter: EventEmitter<{ [E in keyof PipelineEvents]: (event: PipelineEvents[E]) => void }>): void {
+    for (const p of this.plugins) {
+      for (const [event, fn] of Object.entries(p.on ?? {})) {
+        if (fn) emitter.on(event as keyof PipelineEvents, fn as (event: unknown) => void);
+      }
+    }
   }
 
   /** The logits processors in order, or null when there are none (saves a call per token). */

@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { definePlugin } from '../plugin/define-plugin.js';
+import { tinyModel } from '../testing/tiny-model.js';
+import { createPipeline } from './create-pipeline.js';
+
+const tiny = tinyModel();
+const pipeline = await createPipeline({ model: tiny.files, cacheSize: 96 });
+const PROMPT = 'The jury said that';
+
+/** Greedy decoding written out by hand with the model and a fresh cache. */
+async function manualGreedy(n: number): Promise<number[]> {
+  const cache = pipeline.createCache(64);
+  let ids = pipeline.encode(PROMPT);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const logits = (await pipeline.backend.read(pipeline.model.forward(Int32Array.from(ids), cache))) as Float32Array;
+    const next = logits.indexOf(Math.max(...logits));
+    out.push(next);
+    ids = [next];
+  }
+  cache.dispose();
+  return out;
+}
+
+describe('generation', () => {
+  it('greedy equals argmax decoding by hand, and reports counts and timings', async () => {
+    const r = await pipeline.generate(PROMPT, { temperature: 0, maxTokens: 8, stopOnEos: false }).result;
+    expect(r.tokenIds).toEqual(await manualGreedy(8));
+    expect(r).toMatchObject({ promptTokens: pipeline.encode(PROMPT).length, completionTokens: 8, finishReason: 'length' });
+    // The completion keeps its leading space: prompt + text reads as one string.
+    expect(PROMPT + r.text).toBe(pipeline.tokenizer.decode([...pipeline.encode(PROMPT), ...r.tokenIds]));
+    expect(r.timings.ttftMs).toBeGreaterThan(0);
+    expect(r.timings.decodeTokensPerSecond).toBeGreaterThan(0);
+    expect(r.peakMemoryBytes).toBeGreaterThanOrEqual(pipeline.backend.memory.snapshot().current.weights);
+  });
+
+  it('the same seed gives the same tokens; another seed does not', async () => {
+    const opts = { temperature: 1.5, maxTokens: 12, stopOnEos: false };
+    const a = await pipeline.generate(PROMPT, { ...opts, seed: 7 }).result;
+    const b = await pipeline.generate(PROMPT, { ...opts, seed: 7 }).result;
+    const c = await pipeline.generate(PROMPT, { ...opts, seed: 8 }).result;
+    expect(a.tokenIds).toEqual(b.tokenIds);
+    expect(c.tokenIds).not.toEqual(a.tokenIds);
+  });
+
+  it('streams token events whose text adds up to the result', async () => {
+    const g = pipeline.generate(PROMPT, { temperature: 0.9, seed: 3, maxTokens: 10, stopOnEos: false });
+    let text = '';
+    const ids: number[] = [];
+    for await (const ev of g) {
+      text += ev.text;
+      if (ev.id !== null) ids.push(ev.id);
+    }
+    const r = await g.result;
+    expect(text).toBe(r.text);
+    expect(ids).toEqual(r.tokenIds);
+  });
+
+  it('stops before a stop string, which is not part of the text', async () => {
+    const full = await pipeline.generate(PROMPT, { temperature: 0, maxTokens: 12, stopOnEos: false }).result;
+    const stop = full.text.slice(Math.floor(full.text.length / 2), Math.floor(full.text.length / 2) + 3);
+    const cut = full.text.indexOf(stop);
+    const r = await pipeline.generate(PROMPT, { temperature: 0, maxTokens: 12, stopOnEos: false, stop: [stop] }).result;
+    expect(r.finishReason).toBe('stop');
+    expect(r.text).toBe(full.text.slice(0, cut));
+  });
+
+  it('stops at EOS without emitting it', async () => {
+    let n = 0;
+    const eosAfter3 = definePlugin(() => ({ name: 'eos', processLogits: (l) => ((l.fill(-Infinity), (l[n++ < 3 ? 500 : 2] = 0)), undefined) }));
+    const p = await createPipeline({ model: tiny.files, plugins: [eosAfter3()] });
+    const r = await p.generate(PROMPT, { temperature: 0, maxTokens: 10 }).result;
+    expect(r).toMatchObject({ tokenIds: [500, 500, 500], finishReason: 'stop' });
+  });
+
+  it('an AbortSignal ends the generation with finishReason abort', async () => {
+    const ac = new AbortController();
+    const g = pipeline.generate(PROMPT, { temperature: 0, maxTokens: 50, stopOnEos: false, signal: ac.signal });
+    let n = 0;
+    for await (const _ of g) if (++n === 2) ac.abort();
+    const r = await g.result;
+    expect(r).toMatchObject({ finishReason: 'abort', completionTokens: 2 });
+  });
+
+  it('text is right when a multi-byte character spans byte-fallback tokens', async () => {
+    // '🦜' is not in the vocabulary: it is ▁ then the bytes F0 9F A6 9C (ids 3 + byte).
+    const seq = [28705, 3 + 0xf0, 3 + 0x9f, 3 + 0xa6, 3 + 0x9c, 22557];
+    let i = 0;
+    const force = definePlugin(() => ({ name: 'force', processLogits: (l) => ((l.fill(-Infinity), (l[seq[i++ % seq.length]] = 0)), undefined) }));
+    const p = await createPipeline({ model: tiny.files, plugins: [force()] });
+    const pieces: string[] = [];
+    const g = p.generate(PROMPT, { temperature: 0, maxTokens: seq.length, stopOnEos: false });
+    for await (const ev of g) pieces.push(ev.text);
+    expect(pieces.join('')).toBe(' 🦜 Hello');
+    expect(pieces.some((s) => s.includes('\uFFFD'))).toBe(false);
+    expect(pieces.slice(1, 4)).toEqual(['', '', '']);
+  });
+
+  it('refuses a prompt + maxTokens larger than the cache, before any work', async () => {
+    await expect(pipeline.generate(PROMPT, { maxTokens: 500 }).result).rejects.toThrow(/exceed the KV cache size/);
+  });
+
+  it('breaking out of the loop releases the cache for the next generation', async () => {
+    for (let round = 0; round < 3; round++) {
+      for await (const _ of pipeline.generate(PROMPT, { maxTokens: 20, stopOnEos: false })) break;
+    }
+    const r = await pipeline.generate(PROMPT, { temperature: 0, maxTokens: 4, stopOnEos: false }).result;
+    expect(r.tokenIds).toEqual(await manualGreedy(4));
+  });
+
+  it('emits prefill, step, memory and done events', async () => {
+    const seen: string[] = [];
+    for (const e of ['prefill', 'step', 'memory', 'done'] as const) pipeline.on(e, () => void seen.push(e));
+    await pipeline.generate(PROMPT, { temperature: 0, maxTokens: 3, stopOnEos: false }).result;
+    expect(seen).toEqual(['prefill', 'step', 'step', 'done', 'memory']);
+    pipeline.removeAllListeners();
+  });
+});
+
+describe('perplexity', () => {
+  it('equals exp(mean NLL) computed by hand over non-overlapping windows', async () => {
+    const text = 'The quick brown fox jumps over the lazy dog. It was a bright cold day in April.';
+    const ids = pipeline.encode(text);
+    const context = 8;
+    let nll = 0;
+    let n = 0;
+    for (let s = 0; s < ids.length; s += context) {
+      const w = ids.slice(s, s + context);
+      const cache = pipeline.createCache(16);
+      const logits = (await pipeline.backend.read(pipeline.model.forward(Int32Array.from(w), cache, { logits: 'all' }))) as Float32Array;
+      for (let t = 0; t + 1 < w.length; t++) {
+        const row = Array.from(logits.subarray(t * 32000, (t + 1) * 32000));
+        const m = Math.max(...row);
+        const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+        nll += lse - row[w[t + 1]];
+        n++;
+      }
+      cache.dispose();
+    }
+    const r = await pipeline.perplexity(text, { context });
+    expect(r.tokens).toBe(n);
+    expect(r.perplexity).toBeCloseTo(Math.exp(nll / n), 6);
+  });
+});

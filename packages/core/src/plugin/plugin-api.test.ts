@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest';
+import { CpuBackend } from '../backends/cpu/cpu-backend.js';
+import { DenseKVCache } from '../kv-cache/dense-kv-cache.js';
+import { createPipeline } from '../pipeline/create-pipeline.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { f32ToF16 } from '../tensor/half.js';
+import { tinyModel } from '../testing/tiny-model.js';
+import { definePlugin } from './define-plugin.js';
+import { PluginDriver } from './plugin-driver.js';
+import type { LithePlugin } from './types.js';
+
+// The attention test wraps core's own kernel.
+const denseRef = new CpuBackend().kernels.get('cpu', 'attention', 'dense');
+const tiny = tinyModel({ tie_word_embeddings: true });
+const greedy = { temperature: 0, maxTokens: 6, stopOnEos: false };
+
+async function run(plugins: LithePlugin[]) {
+  const p = await createPipeline({ model: tiny.files, plugins, cacheSize: 64 });
+  const r = await p.generate('Once upon a time', greedy).result;
+  return { p, r };
+}
+
+const baseline = (await run([])).r.tokenIds;
+
+describe('plugin hooks are called and honoured', () => {
+  it('setup registers kernels into the pipeline only', async () => {
+    let adds = 0;
+    const counting = definePlugin(() => ({
+      name: 'count-add',
+      setup(ctx) {
+        const add = ctx.kernels.get('cpu', 'add');
+        ctx.kernels.register('cpu', 'add', (a, b, out) => (adds++, add(a, b, out)), { override: true });
+      },
+    }));
+    const { r } = await run([counting()]);
+    expect(adds).toBeGreaterThan(0);
+    expect(r.tokenIds).toEqual(baseline);
+    const before = adds;
+    await run([]);
+    expect(adds).toBe(before);
+  });
+
+  it('transformWeights sees every tensor and its result is what the model uses', async () => {
+    const seen: string[] = [];
+    const toF16 = definePlugin(() => ({
+      name: 'to-f16',
+      transformWeights(t: Tensor, info) {
+        seen.push(info.name);
+        if (info.role !== 'linear') return t;
+        const src = t.handle as Float32Array;
+        const out = t.backend.upload(new Uint8Array(Uint16Array.from(src, f32ToF16).buffer), t.shape, 'f16', 'weights');
+        t.dispose();
+        return out;
+      },
+    }));
+    const { p, r } = await run([toF16()]);
+    expect(seen).toHaveLength(tiny.weights.size);
+    expect(p.model.layers[0].q.bytes).toBe(64 * 64 * 2);
+    expect(p.backend.memory.snapshot().current.weights).toBe(p.model.weightBytes);
+    expect(r.tokenIds.slice(0, 3)).toEqual(baseline.slice(0, 3));
+  });
+
+  it('patchModel can replace a module', async () => {
+    let calls = 0;
+    const spy = definePlugin(() => ({
+      name: 'spy',
+      patchModel(model) {
+        const inner = model.layers[1].down;
+        model.layers[1].down = { ...inner, name: inner.name, inFeatures: inner.inFeatures, outFeatures: inner.outFeatures, bytes: inner.bytes, forward: (x, o) => (calls++, inner.forward(x, o)), dispose: () => inner.dispose() };
+      },
+    }));
+    const { r } = await run([spy()]);
+    expect(calls).toBe(1 + r.completionTokens - 1);
+    expect(r.tokenIds).toEqual(baseline);
+  });
+
+  it('createKVCache provides the cache, and a composing provider wraps it', async () => {
+    const made: string[] = [];
+    const inner = definePlugin(() => ({
+      name: 'inner-cache',
+      createKVCache: (spec) => (made.push(`inner:${spec.capacity}`), new DenseKVCache(spec)),
+    }));
+    const outer = definePlugin(() => ({
+      name: 'outer-cache',
+      composes: ['inner-cache'],
+      createKVCache: (spec, _ctx, next) => (made.push('outer'), next(spec)),
+    }));
+    const { r } = await run([inner(), outer()]);
+    expect(made).toEqual(['outer', 'inner:64']);
+    expect(r.tokenIds).toEqual(baseline);
+  });
+
+  it('attention provides the kernel for its cache kind', async () => {
+    let calls = 0;
+    const attn = definePlugin(() => ({
+      name: 'attn',
+      attention: { kind: 'dense', kernels: { cpu: (q, c, p, o) => (calls++, denseRef(q, c, p, o)) } },
+    }));
+    const { r } = await run([attn()]);
+    expect(calls).toBe(2 * r.completionTokens); // 2 layers, prefill + (n - 1) decode steps
+    expect(r.tokenIds).toEqual(baseline);
+  });
+
+  it('wrapDecode wraps the decode step', async () => {
+    let steps = 0;
+    const wrap = definePlugin(() => ({ name: 'wrap', wrapDecode: (next) => async (s) => (steps++, next(s)) }));
+    const { r } = await run([wrap()]);
+    expect(steps).toBe(r.completionTokens - 1);
+    expect(r.tokenIds).toEqual(baseline);
+  });
+
+  it('processLogits changes what is sampled', async () => {
+    const ban = definePlugin((id: number) => ({ name: 'ban', processLogits: (logits) => void (logits[id] = -Infinity) }));
+    const { r } = await run([ban(baseline[0])]);
+    expect(r.tokenIds).not.toContain(baseline[0]);
+    const force = definePlugin((id: number) => ({ name: 'force', processLogits: (logits) => (logits.fill(-Infinity), void (logits[id] = 0)) }));
+    expect((await run([force(1234)])).r.tokenIds).toEqual([1234, 1234, 1234, 1234, 1234, 1234]);
+  });
+
+  it('event observers receive every token', async () => {
+    const ids: (number | null)[] = [];
+    let prefills = 0;
+    const obs = definePlugin(() => ({ name: 'obs', on: { token: (e) => void ids.push(e.id), prefill: () => void prefills++ } }));
+    const { r } = await run([obs()]);
+    expect(ids).toEqual(r.tokenIds);
+    expect(prefills).toBe(1);
+  });
+});
+
+
+describe('plugin registration fails early with a clear message', () => {
+  const p = (o: Partial<LithePlugin> & { name: string }): LithePlugin => o;
+  it('duplicate names', () => expect(() => new PluginDriver([p({ name: 'a' }), p({ name: 'a' })])).toThrow("plugin 'a' is listed twice"));
+  it('missing dependency', () => expect(() => new PluginDriver([p({ name: 'a', dependencies: ['b'] })])).toThrow("plugin 'a' needs plugin 'b'"));
+  it('conflicts', () => expect(() => new PluginDriver([p({ name: 'a', conflicts: ['b'] }), p({ name: 'b' })])).toThrow("'a' and 'b' cannot be used together"));
+  it('two KV cache providers without composes', () => {
+    const c = () => new DenseKVCache({ backend: new CpuBackend(), nLayers: 1, nKVHeads: 1, headDim: 2, capacity: 1 });
+    expect(() => new PluginDriver([p({ name: 'a', createKVCache: c }), p({ name: 'b', createKVCache: c })])).toThrow(/both provide createKVCache.*composes: \['a'\]/);
+  });
+  it('two attention providers for one cache kind', () => {
+    const attention = { kernels: {} };
+    expect(() => new PluginDriver([p({ name: 'a', attention }), p({ name: 'b', attention })])).toThrow(/both provide attention/);
+    expect(() => new PluginDriver([p({ name: 'a', attention }), p({ name: 'b', attention: { kind: 'int8', kernels: {} } })])).not.toThrow();
+  });
+  it("orders 'pre' first and 'post' last", () => {
+    const d = new PluginDriver([p({ name: 'x', enforce: 'post' }), p({ name: 'y' }), p({ name: 'z', enforce: 'pre' })]);
+    expect(d.plugins.map((q) => q.name)).toEqual(['z', 'y', 'x']);
+  });
+  it('definePlugin needs a name', () => expect(() => definePlugin(() => ({ name: '' }))()).toThrow(/non-empty/));
+  it('plugins are validated before the model loads', async () => {
+    await expect(createPipeline({ model: '/nonexistent', plugins: [p({ name: 'a', dependencies: ['kv-quant'] })] })).rejects.toThrow(/needs plugin 'kv-quant'/);
+  });
+});
