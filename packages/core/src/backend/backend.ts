@@ -22,8 +22,8 @@ export interface Backend {
   view(tensor: Tensor, shape: Shape, offset?: number): Tensor;
   /** Copies `data` (raw element storage of `dtype`) into `tensor` starting at byte `byteOffset`. */
   write(tensor: Tensor, data: ArrayBufferView, byteOffset?: number): void;
-  /** Copies the tensor's storage out. */
-  read(tensor: Tensor): Promise<TypedArray>;
+  /** Copies the tensor's storage out, into `into` when given (so a loop can reuse one buffer). */
+  read(tensor: Tensor, into?: TypedArray): Promise<TypedArray>;
   dispose(tensor: Tensor): void;
   /** Whether a kernel is registered for this op (and variant, e.g. a weight dtype). */
   supportsOp(op: OpName, variant?: string): boolean;

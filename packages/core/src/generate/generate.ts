@@ -27,10 +27,16 @@ export interface GenerationContext {
   peakMemory(): number;
 }
 
-/** Logits of the model's last forward rows, copied out of the backend. */
-async function forwardLogits(model: LlamaModel, cache: KVCache, ids: readonly number[], logits: 'last' | 'all'): Promise<Float32Array> {
-  const out = model.forward(Int32Array.from(ids), cache, { logits });
-  return (await model.backend.read(out)) as Float32Array;
+/**
+ * Runs the model and copies the logits out; the one-row case reuses a single buffer so decoding
+ * allocates nothing per token proportional to the vocabulary.
+ */
+function logitsReader(model: LlamaModel, cache: KVCache): DecodeState['forward'] {
+  const row = new Float32Array(model.config.vocabSize);
+  return async (ids, logits = 'last') => {
+    const out = model.forward(Int32Array.from(ids), cache, { logits });
+    return (await model.backend.read(out, out.size === row.length ? row : undefined)) as Float32Array;
+  };
 }
 
 /** The plain decode step: feed the last token, choose the next one. */
@@ -59,7 +65,7 @@ export async function* generateTokens(ctx: GenerationContext, promptIds: readonl
     model,
     cache,
     tokens,
-    forward: (ids, logits = 'last') => forwardLogits(model, cache, ids, logits),
+    forward: logitsReader(model, cache),
     sample: (logits) => {
       ctx.processLogits?.(logits, tokens);
       return sampler.sample(logits, tokens);

@@ -72,6 +72,7 @@ export class LlamaModel {
   private readonly attentionKernels = new Map<string, KernelSignatures['attention']>();
   private acts: Activations | null = null;
   private logitsBuf: Tensor | null = null;
+  private positions = new Int32Array(1);
 
   constructor(
     readonly config: LlamaConfig,
@@ -135,7 +136,7 @@ export class LlamaModel {
     const T = ids.length;
     const a = this.activations(T);
     const startPos = cache.length;
-    const positions = new Int32Array(T);
+    const positions = this.positions.length === T ? this.positions : (this.positions = new Int32Array(T));
     for (let t = 0; t < T; t++) positions[t] = startPos + t;
     const params = { nHeads: c.nHeads, nKVHeads: c.nKVHeads, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos, window: c.slidingWindow ?? undefined };
 

@@ -22,6 +22,7 @@ export interface DecodeState {
   readonly cache: KVCache;
   /** Prompt and generated ids so far; the last one has not been fed to the model yet. */
   readonly tokens: readonly number[];
+  /** Runs the model on `ids`; a one-row result is a buffer reused by the next call. */
   forward(ids: readonly number[], logits?: 'last' | 'all'): Promise<Float32Array>;
   /** Logits processors, then the sampler: the pipeline's way of choosing a token. */
   sample(logits: Float32Array): number;

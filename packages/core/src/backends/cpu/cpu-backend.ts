@@ -96,8 +96,12 @@ export class CpuBackend implements Backend {
     );
   }
 
-  async read(tensor: Tensor): Promise<TypedArray> {
-    return (tensor.handle as TypedArray).slice();
+  async read(tensor: Tensor, into?: TypedArray): Promise<TypedArray> {
+    const src = tensor.handle as TypedArray;
+    if (!into) return src.slice();
+    if (into.byteLength < src.byteLength) throw new Error(`read: ${into.byteLength} bytes of room for ${tensor} (${src.byteLength} bytes)`);
+    new Uint8Array(into.buffer, into.byteOffset, src.byteLength).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+    return into;
   }
 
   dispose(tensor: Tensor): void {
