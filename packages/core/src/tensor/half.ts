@@ -10,6 +10,13 @@ export const F16_TABLE: Float32Array = (() => {
   return table;
 })();
 
+/** All 65536 bf16 values decoded once, for the same reason. */
+export const BF16_TABLE: Float32Array = (() => {
+  const bits = new Uint32Array(65536);
+  for (let h = 0; h < 65536; h++) bits[h] = h << 16;
+  return new Float32Array(bits.buffer);
+})();
+
 function decodeF16(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >> 10) & 0x1f;

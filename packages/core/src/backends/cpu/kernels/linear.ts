@@ -1,5 +1,5 @@
 import type { Tensor } from '../../../tensor/tensor.js';
-import { F16_TABLE } from '../../../tensor/half.js';
+import { BF16_TABLE, F16_TABLE } from '../../../tensor/half.js';
 import { f32Of } from '../cpu-backend.js';
 
 /** Dot product of a[ao..ao+n) and b[bo..bo+n), four accumulators for instruction-level parallelism. */
@@ -32,24 +32,20 @@ function linearRows(
   const xs = f32Of(x);
   const ys = f32Of(out);
   const bs = bias ? f32Of(bias) : null;
-  const scratch = rowScratch(inF);
+  const row = rowScratch(inF);
   for (let o = 0; o < outF; o++) {
-    const w = loadRow(o, scratch);
-    const wo = w === scratch ? 0 : o * inF;
+    const w = loadRow(o, row);
+    const wo = w === row ? 0 : o * inF;
     const b = bs ? bs[o] : 0;
     for (let t = 0; t < rows; t++) ys[t * outF + o] = dot(xs, t * inF, w, wo, inF) + b;
   }
 }
 
-// One shared row buffer (with a bit view for bf16): kernels run one at a time on a thread.
-let scratchF32 = new Float32Array(0);
-let scratchU32 = new Uint32Array(0);
+// One shared row buffer: kernels run one at a time on a thread.
+let scratch = new Float32Array(0);
 function rowScratch(n: number): Float32Array {
-  if (scratchF32.length < n) {
-    scratchF32 = new Float32Array(n);
-    scratchU32 = new Uint32Array(scratchF32.buffer);
-  }
-  return scratchF32.subarray(0, n);
+  if (scratch.length < n) scratch = new Float32Array(n);
+  return scratch.subarray(0, n);
 }
 
 export function linearF32(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
@@ -57,22 +53,45 @@ export function linearF32(x: Tensor, weight: Tensor, bias: Tensor | null, out: T
   linearRows(x, weight, bias, out, () => w);
 }
 
-export function linearF16(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
-  const w = weight.handle as Uint16Array;
-  const inF = weight.shape[1];
-  linearRows(x, weight, bias, out, (row, s) => {
-    const base = row * inF;
-    for (let i = 0; i < inF; i++) s[i] = F16_TABLE[w[base + i]];
-    return s;
-  });
+/**
+ * 16-bit weights decode through a 65536-entry table. For one or two rows (decode) the lookup is
+ * fused into the dot product, one pass over the weights; for more rows (prefill) each weight row is
+ * decoded once into f32 and reused for every row of x.
+ */
+function linearHalf(table: Float32Array) {
+  return (x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void => {
+    const w = weight.handle as Uint16Array;
+    const [outF, inF] = weight.shape;
+    const rows = x.size / inF;
+    if (rows > 2) {
+      linearRows(x, weight, bias, out, (row, s) => {
+        const base = row * inF;
+        for (let i = 0; i < inF; i++) s[i] = table[w[base + i]];
+        return s;
+      });
+      return;
+    }
+    const xs = f32Of(x);
+    const ys = f32Of(out);
+    const bs = bias ? f32Of(bias) : null;
+    for (let t = 0; t < rows; t++) {
+      const xo = t * inF;
+      for (let o = 0; o < outF; o++) {
+        const base = o * inF;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        let i = 0;
+        for (; i + 3 < inF; i += 4) {
+          s0 += xs[xo + i] * table[w[base + i]];
+          s1 += xs[xo + i + 1] * table[w[base + i + 1]];
+          s2 += xs[xo + i + 2] * table[w[base + i + 2]];
+          s3 += xs[xo + i + 3] * table[w[base + i + 3]];
+        }
+        for (; i < inF; i++) s0 += xs[xo + i] * table[w[base + i]];
+        ys[t * outF + o] = s0 + s1 + s2 + s3 + (bs ? bs[o] : 0);
+      }
+    }
+  };
 }
 
-export function linearBF16(x: Tensor, weight: Tensor, bias: Tensor | null, out: Tensor): void {
-  const w = weight.handle as Uint16Array;
-  const inF = weight.shape[1];
-  linearRows(x, weight, bias, out, (row, s) => {
-    const base = row * inF;
-    for (let i = 0; i < inF; i++) scratchU32[i] = w[base + i] << 16;
-    return s;
-  });
-}
+export const linearF16 = linearHalf(F16_TABLE);
+export const linearBF16 = linearHalf(BF16_TABLE);
