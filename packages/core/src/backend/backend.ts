@@ -22,6 +22,8 @@ export interface Backend {
   view(tensor: Tensor, shape: Shape, offset?: number): Tensor;
   /** Copies `data` (raw element storage of `dtype`) into `tensor` starting at byte `byteOffset`. */
   write(tensor: Tensor, data: ArrayBufferView, byteOffset?: number): void;
+  /** Copies all of `src` into `dst` starting at element `dstOffset` (same dtype); stays on the device. */
+  copy(src: Tensor, dst: Tensor, dstOffset?: number): void;
   /** Copies the tensor's storage out, into `into` when given (so a loop can reuse one buffer). */
   read(tensor: Tensor, into?: TypedArray): Promise<TypedArray>;
   dispose(tensor: Tensor): void;

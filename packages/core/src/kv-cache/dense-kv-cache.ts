@@ -55,9 +55,9 @@ export class DenseKVCache implements KVCache {
     if (this.committed + tokens > this.capacity) {
       throw new RangeError(`KV cache is full: ${this.committed} + ${tokens} tokens exceed its size of ${this.capacity}; raise the cache size`);
     }
-    const offset = this.committed * this.width * 4;
-    this.backend.write(l.keys, keys.handle as Float32Array, offset);
-    this.backend.write(l.values, values.handle as Float32Array, offset);
+    const offset = this.committed * this.width;
+    this.backend.copy(keys, l.keys, offset);
+    this.backend.copy(values, l.values, offset);
     l.length = this.committed + tokens;
   }
 

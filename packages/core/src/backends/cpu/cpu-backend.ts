@@ -96,6 +96,15 @@ export class CpuBackend implements Backend {
     );
   }
 
+  copy(src: Tensor, dst: Tensor, dstOffset = 0): void {
+    if (src.dtype !== dst.dtype) throw new Error(`copy: ${src} and ${dst} differ in dtype`);
+    const units = dtypeInfo(dst.dtype).blockSize === 1 ? dstOffset : byteSize(dst.dtype, dstOffset);
+    const from = src.handle as TypedArray;
+    const to = dst.handle as TypedArray;
+    if (units + from.length > to.length) throw new Error(`copy of ${src} at ${dstOffset} overflows ${dst}`);
+    to.set(from as never, units);
+  }
+
   async read(tensor: Tensor, into?: TypedArray): Promise<TypedArray> {
     const src = tensor.handle as TypedArray;
     if (!into) return src.slice();
