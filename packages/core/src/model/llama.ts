@@ -5,7 +5,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { LlamaConfig } from './config.js';
 import { DenseLinear, type LinearModule } from './linear-module.js';
 import { ropeInvFrequencies } from './rope-frequencies.js';
-import type { LlamaWeights } from './weights.js';
+import { isLinearModule, type LlamaWeights, type Weight } from './weights.js';
 
 /** One decoder block's modules; patchModel may swap any of the linear layers. */
 export interface LlamaLayer {
@@ -80,7 +80,7 @@ export class LlamaModel {
     weights: LlamaWeights,
     readonly maxChunk = 256,
   ) {
-    const lin = (name: string, w: Tensor, b: Tensor | null = null) => new DenseLinear(name, backend, w, b);
+    const lin = (name: string, w: Weight, b: Tensor | null = null): LinearModule => (isLinearModule(w) ? w : new DenseLinear(name, backend, w, b));
     this.layers = weights.layers.map((w, i) => ({
       attnNorm: w.attnNorm,
       q: lin(`layers.${i}.q`, w.q, w.qBias),

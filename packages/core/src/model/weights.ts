@@ -4,6 +4,7 @@ import type { DType } from '../tensor/dtype.js';
 import { decodeHalfInto, f32ToBf16, f32ToF16 } from '../tensor/half.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { LlamaConfig } from './config.js';
+import type { LinearModule } from './linear-module.js';
 
 /** Where weights come from: an HF directory, a GGUF file, or a test's in-memory map. */
 export interface WeightSource {
@@ -22,8 +23,19 @@ export interface WeightInfo {
   layer: number | null;
 }
 
-/** Runs on each tensor as it loads (quantizers), so at most one full-precision tensor is alive extra. */
-export type WeightTransform = (tensor: Tensor, info: WeightInfo) => Tensor | Promise<Tensor>;
+/**
+ * Runs on each tensor as it loads (quantizers), so at most one full-precision tensor is alive extra.
+ * A linear weight may come back as a whole `LinearModule` (a quantized format with several arrays);
+ * the bias, if any, is then the module's business.
+ */
+export type WeightTransform = (tensor: Tensor, info: WeightInfo) => Weight | Promise<Weight>;
+
+/** A loaded weight: a tensor, or for linear layers a module a plugin built from it. */
+export type Weight = Tensor | LinearModule;
+
+export function isLinearModule(w: Weight): w is LinearModule {
+  return typeof (w as LinearModule).forward === 'function';
+}
 
 export interface WeightLoadOptions {
   /** Storage dtype of the embedding and linear matrices; 'auto' keeps the file's. Norms and biases are always f32. */
@@ -34,17 +46,17 @@ export interface WeightLoadOptions {
 
 export interface LayerWeights {
   attnNorm: Tensor;
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
-  o: Tensor;
+  q: Weight;
+  k: Weight;
+  v: Weight;
+  o: Weight;
   qBias: Tensor | null;
   kBias: Tensor | null;
   vBias: Tensor | null;
   mlpNorm: Tensor;
-  gate: Tensor;
-  up: Tensor;
-  down: Tensor;
+  gate: Weight;
+  up: Weight;
+  down: Weight;
 }
 
 export interface LlamaWeights {
@@ -52,7 +64,7 @@ export interface LlamaWeights {
   layers: LayerWeights[];
   norm: Tensor;
   /** The same tensor as `embed` when embeddings are tied. */
-  lmHead: Tensor;
+  lmHead: Weight;
 }
 
 const FLOATS = new Set(['f32', 'f16', 'bf16']);
@@ -77,7 +89,7 @@ export async function loadLlamaWeights(backend: Backend, source: WeightSource, c
   const q = c.nHeads * c.headDim;
   const kv = c.nKVHeads * c.headDim;
 
-  const load = async (name: string, role: WeightRole, layer: number | null, shape: number[]): Promise<Tensor> => {
+  const load = async (name: string, role: WeightRole, layer: number | null, shape: number[]): Promise<Weight> => {
     const meta = source.info(name);
     if (!meta) throw new Error(`weights: tensor '${name}' is missing from the model files`);
     if (!shapeEquals(meta.shape, shape)) throw new Error(`weights: '${name}' has shape ${formatShape(meta.shape)}, config.json implies ${formatShape(shape)}`);
@@ -86,20 +98,23 @@ export async function loadLlamaWeights(backend: Backend, source: WeightSource, c
     const target = !matrix ? 'f32' : !opts.dtype || opts.dtype === 'auto' ? meta.dtype : opts.dtype;
     const bytes = await source.read(name);
     const info: WeightInfo = { name, role, layer };
-    let tensor = convert(backend, bytes, meta.dtype, target, shape);
+    const tensor = convert(backend, bytes, meta.dtype, target, shape);
     loaded += bytes.byteLength;
     opts.onProgress?.(loaded, source.totalBytes);
-    if (opts.transform) tensor = await opts.transform(tensor, info);
-    return tensor;
+    const out = opts.transform ? await opts.transform(tensor, info) : tensor;
+    if (isLinearModule(out) && role !== 'linear' && role !== 'lm_head') throw new Error(`weights: a transform turned '${name}' (${role}) into a module; only linear weights may become modules`);
+    return out;
   };
+  // Norms, biases and the embedding stay tensors whatever the transforms do.
+  const tensor = async (name: string, role: WeightRole, layer: number | null, shape: number[]) => (await load(name, role, layer, shape)) as Tensor;
 
-  const embed = await load('model.embed_tokens.weight', 'embedding', null, [c.vocabSize, c.hiddenSize]);
+  const embed = await tensor('model.embed_tokens.weight', 'embedding', null, [c.vocabSize, c.hiddenSize]);
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.nLayers; i++) {
     const p = `model.layers.${i}.`;
-    const bias = (name: string, n: number) => (c.qkvBias ? load(`${p}self_attn.${name}.bias`, 'bias', i, [n]) : Promise.resolve(null));
+    const bias = (name: string, n: number) => (c.qkvBias ? tensor(`${p}self_attn.${name}.bias`, 'bias', i, [n]) : Promise.resolve(null));
     layers.push({
-      attnNorm: await load(`${p}input_layernorm.weight`, 'norm', i, [c.hiddenSize]),
+      attnNorm: await tensor(`${p}input_layernorm.weight`, 'norm', i, [c.hiddenSize]),
       q: await load(`${p}self_attn.q_proj.weight`, 'linear', i, [q, c.hiddenSize]),
       qBias: await bias('q_proj', q),
       k: await load(`${p}self_attn.k_proj.weight`, 'linear', i, [kv, c.hiddenSize]),
@@ -107,13 +122,13 @@ export async function loadLlamaWeights(backend: Backend, source: WeightSource, c
       v: await load(`${p}self_attn.v_proj.weight`, 'linear', i, [kv, c.hiddenSize]),
       vBias: await bias('v_proj', kv),
       o: await load(`${p}self_attn.o_proj.weight`, 'linear', i, [c.hiddenSize, q]),
-      mlpNorm: await load(`${p}post_attention_layernorm.weight`, 'norm', i, [c.hiddenSize]),
+      mlpNorm: await tensor(`${p}post_attention_layernorm.weight`, 'norm', i, [c.hiddenSize]),
       gate: await load(`${p}mlp.gate_proj.weight`, 'linear', i, [c.intermediateSize, c.hiddenSize]),
       up: await load(`${p}mlp.up_proj.weight`, 'linear', i, [c.intermediateSize, c.hiddenSize]),
       down: await load(`${p}mlp.down_proj.weight`, 'linear', i, [c.hiddenSize, c.intermediateSize]),
     });
   }
-  const norm = await load('model.norm.weight', 'norm', null, [c.hiddenSize]);
+  const norm = await tensor('model.norm.weight', 'norm', null, [c.hiddenSize]);
   const lmHead = c.tieWordEmbeddings ? embed : await load('lm_head.weight', 'lm_head', null, [c.vocabSize, c.hiddenSize]);
   return { embed, layers, norm, lmHead };
 }

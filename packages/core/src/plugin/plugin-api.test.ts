@@ -151,3 +151,22 @@ describe('plugin registration fails early with a clear message', () => {
     await expect(createPipeline({ model: '/nonexistent', plugins: [p({ name: 'a', dependencies: ['kv-quant'] })] })).rejects.toThrow(/needs plugin 'kv-quant'/);
   });
 });
+
+describe('a weight transform may turn a linear weight into a module', () => {
+  it('the model uses the module the transform built', async () => {
+    let calls = 0;
+    const wrap = definePlugin(() => ({
+      name: 'wrap-linear',
+      transformWeights(t: Tensor, info) {
+        if (info.name !== 'model.layers.0.mlp.up_proj.weight') return t;
+        const [outFeatures, inFeatures] = t.shape;
+        const inner = t.backend.kernels.get('cpu', 'linear', 'f32');
+        return { name: 'custom-up', inFeatures, outFeatures, bytes: t.byteLength, forward: (x: Tensor, o: Tensor) => (calls++, inner(x, t, null, o)), dispose: () => t.dispose() };
+      },
+    }));
+    const { p, r } = await run([wrap()]);
+    expect(p.model.layers[0].up.name).toBe('custom-up');
+    expect(calls).toBe(r.completionTokens);
+    expect(r.tokenIds).toEqual(baseline);
+  });
+});

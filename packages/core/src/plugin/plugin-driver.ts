@@ -2,7 +2,7 @@ import type { EventEmitter } from 'eventemitter3';
 import type { PipelineEvents } from '../generate/events.js';
 import type { KVCache, KVCacheSpec } from '../kv-cache/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
-import type { WeightInfo } from '../model/weights.js';
+import { isLinearModule, type Weight, type WeightInfo } from '../model/weights.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { DecodeStep, LithePlugin, PluginContext } from './types.js';
 
@@ -67,12 +67,16 @@ export class PluginDriver {
   }
 
   /** Waterfall over transformWeights, or undefined when no plugin transforms weights. */
-  weightTransform(ctx: PluginContext): ((t: Tensor, info: WeightInfo) => Promise<Tensor>) | undefined {
+  weightTransform(ctx: PluginContext): ((t: Tensor, info: WeightInfo) => Promise<Weight>) | undefined {
     const hooks = this.plugins.filter((p) => p.transformWeights);
     if (hooks.length === 0) return undefined;
     return async (tensor, info) => {
-      for (const p of hooks) tensor = await p.transformWeights!(tensor, info, ctx);
-      return tensor;
+      let w: Weight = tensor;
+      for (const p of hooks) {
+        if (isLinearModule(w)) break;
+        w = await p.transformWeights!(w, info, ctx);
+      }
+      return w;
     };
   }
 

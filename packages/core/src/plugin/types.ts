@@ -4,7 +4,7 @@ import type { KernelSignatures } from '../backend/kernel-signatures.js';
 import type { KVCache, KVCacheSpec } from '../kv-cache/kv-cache.js';
 import type { LlamaConfig } from '../model/config.js';
 import type { LlamaModel } from '../model/llama.js';
-import type { WeightInfo } from '../model/weights.js';
+import type { Weight, WeightInfo } from '../model/weights.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { PipelineEvents } from '../generate/events.js';
 
@@ -46,7 +46,8 @@ type Observers = { [E in keyof PipelineEvents]?: (event: PipelineEvents[E]) => v
 /**
  * A plugin is a named object of typed hooks. How each hook runs:
  * - setup, patchModel: every plugin, in order (sequential).
- * - transformWeights: waterfall, each plugin receives the previous one's tensor.
+ * - transformWeights: waterfall, each plugin receives the previous one's tensor; a linear weight
+ *   turned into a module by one plugin is final (later plugins are not called for it).
  * - createKVCache, attention: exclusive; a second provider must name the first in `composes`, and
  *   then wraps it (createKVCache receives `next`).
  * - wrapDecode: each plugin wraps the step built so far.
@@ -64,7 +65,7 @@ export interface LithePlugin {
   /** Plugins whose exclusive hooks this one knowingly wraps (e.g. streaming over kv-quant). */
   composes?: string[];
   setup?(ctx: PluginContext): void | Promise<void>;
-  transformWeights?(tensor: Tensor, info: WeightInfo, ctx: PluginContext): Tensor | Promise<Tensor>;
+  transformWeights?(tensor: Tensor, info: WeightInfo, ctx: PluginContext): Weight | Promise<Weight>;
   patchModel?(model: LlamaModel, ctx: PluginContext): void | Promise<void>;
   createKVCache?: KVCacheProvider;
   attention?: AttentionProvider;
