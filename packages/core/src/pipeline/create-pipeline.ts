@@ -72,6 +72,7 @@ export async function createPipeline(opts: PipelineOptions): Promise<Pipeline> {
     if (!(Number.isSafeInteger(cacheSize) && cacheSize > 0)) throw new RangeError(`cacheSize must be a positive integer, got ${cacheSize}`);
     const pipeline = new Pipeline({
       config,
+      generationConfig: dir.generationConfig,
       model,
       tokenizer,
       backend,

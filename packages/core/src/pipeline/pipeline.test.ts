@@ -117,6 +117,15 @@ describe('generation', () => {
   });
 });
 
+describe('model defaults', () => {
+  it('reads sampling defaults from generation_config.json', async () => {
+    const withDefaults = tinyModel();
+    const files = { ...withDefaults.files, has: async (n: string) => n === 'generation_config.json' || withDefaults.files.has(n), readText: async (n: string) => (n === 'generation_config.json' ? JSON.stringify({ do_sample: true, temperature: 0.7, top_p: 0.9 }) : withDefaults.files.readText(n)) };
+    expect((await createPipeline({ model: files })).samplingDefaults).toEqual({ temperature: 0.7, topP: 0.9 });
+    expect(pipeline.samplingDefaults).toEqual({});
+  });
+});
+
 describe('perplexity', () => {
   it('equals exp(mean NLL) computed by hand over non-overlapping windows', async () => {
     const text = 'The quick brown fox jumps over the lazy dog. It was a bright cold day in April.';

@@ -8,12 +8,15 @@ import type { LlamaModel } from '../model/llama.js';
 import type { GenerationResult, PipelineEvents, TokenEvent } from '../generate/events.js';
 import { generateTokens, type GenerateOptions } from '../generate/generate.js';
 import { perplexity, type PerplexityResult } from '../generate/perplexity.js';
+import type { SamplingOptions } from '../generate/sampling.js';
 import type { DecodeStep } from '../plugin/types.js';
 
 type Listeners = { [E in keyof PipelineEvents]: (event: PipelineEvents[E]) => void };
 
 export interface PipelineParts {
   config: LlamaConfig;
+  /** generation_config.json, when the model has one. */
+  generationConfig: Record<string, unknown> | null;
   model: LlamaModel;
   tokenizer: LitheTokenizer;
   backend: Backend;
@@ -106,6 +109,26 @@ export class Pipeline extends EventEmitter<Listeners> {
     return this.tokenizer.encode(prompt);
   }
 
+  /** Tokenizes a conversation the way `chat` does (the template writes the BOS itself). */
+  encodeChat(messages: readonly ChatMessage[]): number[] {
+    return this.tokenizer.encode(this.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+  }
+
+  /**
+   * The model's own sampling defaults from generation_config.json (temperature, top-k, top-p);
+   * `do_sample: false` means greedy, as in transformers. Spread user options over them.
+   */
+  get samplingDefaults(): SamplingOptions {
+    const g = this.parts.generationConfig ?? {};
+    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+    const out: SamplingOptions = {};
+    const temperature = g.do_sample === false ? 0 : num(g.temperature);
+    if (temperature !== undefined) out.temperature = temperature;
+    if (num(g.top_k) !== undefined) out.topK = num(g.top_k);
+    if (num(g.top_p) !== undefined) out.topP = num(g.top_p);
+    return out;
+  }
+
   /** Completes a prompt (text, or token ids used as given). */
   generate(prompt: string | readonly number[], opts: GenerateOptions = {}): Generation {
     const ids = typeof prompt === 'string' ? this.encode(prompt) : [...prompt];
@@ -114,9 +137,7 @@ export class Pipeline extends EventEmitter<Listeners> {
 
   /** Continues a conversation through the model's chat template. */
   chat(messages: readonly ChatMessage[], opts: GenerateOptions = {}): Generation {
-    const text = this.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
-    // The template writes the BOS itself.
-    return this.generate(this.tokenizer.encode(text, { addSpecialTokens: false }), opts);
+    return this.generate(this.encodeChat(messages), opts);
   }
 
   /** Perplexity of `text` (tokenized whole, with BOS) in windows of `context` tokens. */

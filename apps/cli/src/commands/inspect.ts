@@ -1,0 +1,113 @@
+import { Command } from 'commander';
+import { kvBytesPerToken, loadHFDir, parameterCount, parseConfig, type LlamaConfig } from '@lithe/core';
+import { nodeModelFiles } from '@lithe/core/node';
+import { formatBytes, formatCount, formatTable, printJson } from '../format.js';
+import { integerAtLeast } from '../options.js';
+
+interface Flags {
+  model: string;
+  context?: number;
+  batch: number;
+  json?: boolean;
+}
+
+// LlamaModel's default prefill chunk: activation buffers are sized for this many tokens at most.
+const PREFILL_CHUNK = 256;
+
+export function inspectCommand(): Command {
+  return new Command('inspect')
+    .description('describe a model and the memory it needs, from its config and safetensors headers (no weights are loaded)')
+    .requiredOption('-m, --model <dir>', 'Hugging Face model directory')
+    .option('-c, --context <n>', 'tokens per sequence for the memory estimate (default: the model\'s context length)', integerAtLeast('--context', 1))
+    .option('-b, --batch <n>', 'sequences held at once for the memory estimate', integerAtLeast('--batch', 1), 1)
+    .option('--json', 'print one JSON object')
+    .action(run);
+}
+
+/**
+ * f32 activation buffers of one forward pass: a prefill chunk's hidden states, q/k/v, attention
+ * output and MLP intermediates, plus one row of logits per sequence. Kernel scratch space and
+ * runtime overhead are not included.
+ */
+export function activationBytes(c: LlamaConfig, context: number, batch: number): number {
+  const q = c.nHeads * c.headDim;
+  const kv = c.nKVHeads * c.headDim;
+  const perRow = 3 * c.hiddenSize + 2 * q + 2 * kv + 2 * c.intermediateSize;
+  return 4 * batch * (Math.min(PREFILL_CHUNK, context) * perRow + c.vocabSize);
+}
+
+async function run(flags: Flags): Promise<void> {
+  const dir = await loadHFDir(nodeModelFiles(flags.model));
+  try {
+    const c = parseConfig(dir.config, dir.generationConfig);
+    const tensors: Record<string, { count: number; bytes: number }> = {};
+    for (const w of dir.weights.values()) {
+      const t = (tensors[w.dtype] ??= { count: 0, bytes: 0 });
+      t.count++;
+      t.bytes += w.byteLength;
+    }
+    const context = flags.context ?? c.maxPositionEmbeddings;
+    if (context > c.maxPositionEmbeddings) process.stderr.write(`warning: --context ${context} exceeds the model's context length (${c.maxPositionEmbeddings})\n`);
+    const kvBytes = kvBytesPerToken(c) * context * flags.batch;
+    const actBytes = activationBytes(c, context, flags.batch);
+    const report = {
+      model: flags.model,
+      model_type: c.modelType,
+      architectures: (dir.config.architectures as string[] | undefined) ?? [],
+      layers: c.nLayers,
+      heads: c.nHeads,
+      kv_heads: c.nKVHeads,
+      head_dim: c.headDim,
+      hidden_size: c.hiddenSize,
+      intermediate_size: c.intermediateSize,
+      vocab_size: c.vocabSize,
+      parameters: parameterCount(c),
+      tensors,
+      weight_bytes: dir.weightBytes,
+      context_length: c.maxPositionEmbeddings,
+      rope_theta: c.ropeTheta,
+      rope_scaling: c.ropeScaling,
+      sliding_window: c.slidingWindow,
+      tied_embeddings: c.tieWordEmbeddings,
+      qkv_bias: c.qkvBias,
+      memory: {
+        context,
+        batch: flags.batch,
+        weight_bytes: dir.weightBytes,
+        kv_bytes_per_token: kvBytesPerToken(c),
+        kv_bytes: kvBytes,
+        activation_bytes: actBytes,
+        total_bytes: dir.weightBytes + kvBytes + actBytes,
+      },
+    };
+    if (flags.json) return printJson(report);
+
+    const m = report.memory;
+    const rope = c.ropeScaling ? `theta ${c.ropeTheta}, ${c.ropeScaling.type} scaling x${c.ropeScaling.factor}` : `theta ${c.ropeTheta}`;
+    console.log(
+      formatTable([
+        ['architecture', `${c.modelType} (${report.architectures.join(', ') || 'no architectures listed'})`],
+        ['layers', String(c.nLayers)],
+        ['attention heads', `${c.nHeads} (${c.nKVHeads} KV heads, head dim ${c.headDim})`],
+        ['hidden size', String(c.hiddenSize)],
+        ['intermediate size', String(c.intermediateSize)],
+        ['vocabulary', String(c.vocabSize)],
+        ['parameters', `${formatCount(report.parameters)} (${report.parameters})`],
+        ...Object.entries(tensors).map(([dtype, t]): [string, string] => [`tensors ${dtype}`, `${t.count} (${formatBytes(t.bytes)})`]),
+        ['weights', formatBytes(dir.weightBytes)],
+        ['context length', String(c.maxPositionEmbeddings)],
+        ['rope', rope],
+        ['sliding window', c.slidingWindow === null ? 'none' : String(c.slidingWindow)],
+        ['tied embeddings', c.tieWordEmbeddings ? 'yes' : 'no'],
+        ['', ''],
+        [`memory for ${m.context} tokens x ${m.batch}`, ''],
+        ['  weights', formatBytes(m.weight_bytes)],
+        ['  KV cache (f32)', `${formatBytes(m.kv_bytes)} (${formatBytes(m.kv_bytes_per_token)} per token)`],
+        ['  activations', `${formatBytes(m.activation_bytes)} (f32 buffers of a ${Math.min(PREFILL_CHUNK, context)}-token prefill chunk + last-row logits)`],
+        ['  total', formatBytes(m.total_bytes)],
+      ]),
+    );
+  } finally {
+    await dir.close();
+  }
+}

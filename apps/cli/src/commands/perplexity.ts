@@ -1,0 +1,63 @@
+import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import { parseConfig } from '@lithe/core';
+import { formatNumber, formatTable, printJson } from '../format.js';
+import { loadModel, readModelJson } from '../load-model.js';
+import { addLoadOptions, integerAtLeast, type LoadFlags } from '../options.js';
+import { progressBar } from '../progress.js';
+
+interface Flags extends LoadFlags {
+  file: string;
+  context?: number;
+  json?: boolean;
+}
+
+export function perplexityCommand(): Command {
+  const cmd = new Command('perplexity').description('perplexity of a text file, in consecutive windows of --context tokens');
+  addLoadOptions(cmd, { cacheSize: false });
+  return cmd
+    .requiredOption('-f, --file <path>', 'UTF-8 text file to score')
+    .option('-c, --context <n>', 'tokens per window (default 512, at most the model\'s context length)', integerAtLeast('--context', 2))
+    .option('--json', 'print one JSON object')
+    .action(run);
+}
+
+async function run(flags: Flags): Promise<void> {
+  let text: string;
+  try {
+    text = await readFile(flags.file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read --file ${flags.file}: ${(err as Error).message}`, { cause: err });
+  }
+  const config = await readModelJson(flags.model, 'config.json');
+  // A missing config.json is left for the loader to report.
+  const maxContext = config ? parseConfig(config).maxPositionEmbeddings : Infinity;
+  const context = flags.context ?? Math.min(512, maxContext);
+  if (context > maxContext) throw new Error(`--context ${context} exceeds the model's context length (max_position_embeddings ${maxContext})`);
+
+  // The cache only needs one window.
+  const pipeline = await loadModel(flags, { cacheSize: context });
+  const bar = flags.json ? null : progressBar('windows');
+  try {
+    const t0 = performance.now();
+    const r = await pipeline.perplexity(text, { context, onWindow: (done, total) => bar?.update(done, total) });
+    const seconds = (performance.now() - t0) / 1000;
+    bar?.stop();
+    if (flags.json) {
+      printJson({ perplexity: r.perplexity, tokens: r.tokens, context, mean_nll: r.meanNll, seconds });
+    } else {
+      console.log(
+        formatTable([
+          ['perplexity', formatNumber(r.perplexity, 4)],
+          ['tokens scored', String(r.tokens)],
+          ['context', String(context)],
+          ['mean NLL', `${formatNumber(r.meanNll, 4)} nats/token`],
+          ['time', `${formatNumber(seconds, 2)} s (${formatNumber(r.tokens / seconds, 1)} tok/s)`],
+        ]),
+      );
+    }
+  } finally {
+    bar?.stop();
+    pipeline.dispose();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Options shared by several commands, and the parsers that validate numeric values. A bad value
+ * throws an error naming the option and the accepted range, e.g. `--top-p must be in (0, 1], got 2`.
+ */
+import { Option, type Command } from 'commander';
+import type { GenerateOptions, PipelineOptions, SamplingOptions } from '@lithe/core';
+
+function toNumber(flag: string, raw: string): number {
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`${flag} must be a number, got '${raw}'`);
+  return v;
+}
+
+/** A parser for a number that must pass `ok`; `range` describes the accepted values. */
+export function numberIn(flag: string, range: string, ok: (v: number) => boolean): (raw: string) => number {
+  return (raw) => {
+    const v = toNumber(flag, raw);
+    if (!ok(v)) throw new Error(`${flag} must be ${range}, got ${raw}`);
+    return v;
+  };
+}
+
+/** A parser for an integer, >= `min` when given. */
+export function integerAtLeast(flag: string, min?: number): (raw: string) => number {
+  return (raw) => {
+    const v = toNumber(flag, raw);
+    if (!Number.isSafeInteger(v)) throw new Error(`${flag} must be an integer, got ${raw}`);
+    if (min !== undefined && v < min) throw new Error(`${flag} must be an integer >= ${min}, got ${raw}`);
+    return v;
+  };
+}
+
+export interface LoadFlags {
+  model: string;
+  backend: 'cpu' | 'auto';
+  dtype: 'auto' | 'f32' | 'f16' | 'bf16';
+  cacheSize?: number;
+}
+
+/** --model, --backend, --dtype and (optionally) --cache-size: how the model is loaded. */
+export function addLoadOptions(cmd: Command, { cacheSize = true } = {}): Command {
+  cmd
+    .requiredOption('-m, --model <dir>', 'Hugging Face model directory (config.json, tokenizer.json, *.safetensors)')
+    .addOption(new Option('--backend <name>', 'compute backend; auto picks the best available').choices(['cpu', 'auto']).default('auto'))
+    .addOption(new Option('--dtype <dtype>', 'storage dtype of the weight matrices; auto keeps the file\'s').choices(['auto', 'f32', 'f16', 'bf16']).default('auto'));
+  if (cacheSize) cmd.option('--cache-size <n>', 'tokens the KV cache holds (prompt + completion); default min(context length, 4096)', integerAtLeast('--cache-size', 1));
+  return cmd;
+}
+
+/** The backend option as createPipeline takes it: only the CPU backend exists today. */
+export function backendOf(flags: LoadFlags): NonNullable<PipelineOptions['backend']> {
+  return flags.backend === 'auto' ? 'cpu' : flags.backend;
+}
+
+export interface SamplingFlags {
+  maxTokens: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+/** Sampling and stopping options of generate and chat. */
+export function addSamplingOptions(cmd: Command, defaultMaxTokens: number): Command {
+  return cmd
+    .option('-n, --max-tokens <n>', 'most tokens to generate', integerAtLeast('--max-tokens', 1), defaultMaxTokens)
+    .option('-t, --temperature <t>', '0 = greedy; default from generation_config.json, else 1', numberIn('--temperature', 'a number >= 0', (v) => v >= 0))
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', integerAtLeast('--top-k', 0))
+    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', numberIn('--top-p', 'in (0, 1]', (v) => v > 0 && v <= 1))
+    .option('--min-p <p>', 'keep tokens with probability >= p x the largest (0 = off)', numberIn('--min-p', 'in [0, 1]', (v) => v >= 0 && v <= 1))
+    .option('--repetition-penalty <r>', 'penalty on tokens already seen (1 = off)', numberIn('--repetition-penalty', 'a number > 0', (v) => v > 0))
+    .option('--seed <s>', 'seed for reproducible sampling', integerAtLeast('--seed'))
+    .option('--stop <strings...>', 'stop before any of these strings');
+}
+
+/** The model's own sampling defaults (`pipeline.samplingDefaults`) under the flags given: flags win. */
+export function generateOptions(flags: SamplingFlags, modelDefaults: SamplingOptions): GenerateOptions {
+  return {
+    maxTokens: flags.maxTokens,
+    temperature: flags.temperature ?? modelDefaults.temperature ?? 1,
+    topK: flags.topK ?? modelDefaults.topK,
+    topP: flags.topP ?? modelDefaults.topP,
+    minP: flags.minP,
+    repetitionPenalty: flags.repetitionPenalty,
+    seed: flags.seed,
+    stop: flags.stop,
+  };
+}
