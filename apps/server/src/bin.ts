@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+/**
+ * lithe-server: the standalone command. `lithe serve` in @lithe/cli takes the same flags.
+ *
+ *   lithe-server --model <dir> [--host 127.0.0.1] [--port 8080] [--api-key K] [--max-queue N]
+ *                [--parallel N] [--backend NAME] [--dtype auto|f32|f16|bf16] [--cache-size N]
+ *                [--model-id ID] [--max-body-bytes N] [--drain-timeout SECONDS] [--quiet]
+ *
+ * SIGTERM or SIGINT: stop accepting requests, let those in flight finish (up to the drain
+ * timeout), exit 0.
+ */
+import { parseArgs } from 'node:util';
+import { startServer, type StartServerOptions } from './start-server.js';
+
+const HELP = `usage: lithe-server --model <dir> [options]
+
+  -m, --model <dir>          Hugging Face model directory (required)
+      --host <host>          interface to listen on (default 127.0.0.1)
+      --port <n>             port (default 8080)
+      --model-id <id>        model id clients send (default: the directory's name)
+      --api-key <key>        require "Authorization: Bearer <key>" on /v1/*
+      --max-queue <n>        requests that may wait for a slot; more get 503 (default 64)
+      --parallel <n>         generations running at once (default 1)
+      --backend <name>       a backend core knows, e.g. cpu; auto = core's default (default auto)
+      --dtype <dtype>        auto | f32 | f16 | bf16 (default auto)
+      --cache-size <n>       tokens of context per request (default min(model context, 4096))
+      --max-body-bytes <n>   largest request body (default 4194304)
+      --drain-timeout <s>    seconds to let requests finish on SIGTERM (default 30)
+      --quiet                no request logs
+  -h, --help
+`;
+
+function int(name: string, raw: string | undefined, min: number): number | undefined {
+  if (raw === undefined) return undefined;
+  const v = Number(raw);
+  if (!(raw.trim() !== '' && Number.isSafeInteger(v) && v >= min)) throw new Error(`--${name} must be an integer >= ${min}, got '${raw}'`);
+  return v;
+}
+
+function oneOf<T extends string>(name: string, raw: string | undefined, values: readonly T[]): T | undefined {
+  if (raw === undefined) return undefined;
+  if (!(values as readonly string[]).includes(raw)) throw new Error(`--${name} must be one of ${values.join(', ')}, got '${raw}'`);
+  return raw as T;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', short: 'm' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'model-id': { type: 'string' },
+      'api-key': { type: 'string' },
+      'max-queue': { type: 'string' },
+      parallel: { type: 'string' },
+      backend: { type: 'string' },
+      dtype: { type: 'string' },
+      'cache-size': { type: 'string' },
+      'max-body-bytes': { type: 'string' },
+      'drain-timeout': { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return void process.stdout.write(HELP);
+  if (!values.model) throw new Error('--model <dir> is required (run with --help for usage)');
+  const drainSeconds = int('drain-timeout', values['drain-timeout'], 0) ?? 30;
+
+  const server = await startServer({
+    model: values.model,
+    host: values.host,
+    port: int('port', values.port, 0),
+    modelId: values['model-id'],
+    apiKey: values['api-key'] ?? process.env.LITHE_API_KEY,
+    maxQueue: int('max-queue', values['max-queue'], 0),
+    parallel: int('parallel', values.parallel, 1),
+    // createPipeline names the backends it knows when given another.
+    backend: values.backend as StartServerOptions['backend'],
+    dtype: oneOf('dtype', values.dtype, ['auto', 'f32', 'f16', 'bf16'] as const),
+    cacheSize: int('cache-size', values['cache-size'], 1),
+    maxBodyBytes: int('max-body-bytes', values['max-body-bytes'], 1),
+    logger: values.quiet ? false : { level: 'info' },
+  });
+  process.stderr.write(`lithe-server listening on ${server.url} (loading ${values.model})\n`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`${signal}: finishing requests in flight (up to ${drainSeconds} s)\n`);
+    server.close(drainSeconds * 1000).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`error while stopping: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  try {
+    await server.ready;
+    process.stderr.write(`model loaded: ${server.app.lithe.state.modelId}\n`);
+  } catch (err) {
+    process.stderr.write(`error: the model could not be loaded: ${err instanceof Error ? err.message : String(err)}\n`);
+    await server.app.close();
+    process.exit(1);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

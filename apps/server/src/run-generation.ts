@@ -1,0 +1,120 @@
+/**
+ * One request's generation from admission to the end: the logits settings, the token events
+ * (with their logprobs when asked for), the metrics, and the slot given back however it ends.
+ */
+import type { FinishReason, GenerationResult, LitheTokenizer, TokenEvent } from '@lithe/core';
+import { invalidRequest } from './openai-errors.js';
+import { hasRequestLogits, tokenLogprob, withRequestLogits, type RequestLogits, type TokenLogprob } from './request-logits.js';
+import type { SamplingRequest } from './request-schema.js';
+import type { ServerState } from './state.js';
+
+export interface RunOptions {
+  state: ServerState;
+  endpoint: 'chat' | 'completion';
+  request: SamplingRequest;
+  promptIds: number[];
+  maxTokens: number;
+  signal: AbortSignal;
+  /** performance.now() when the request arrived. */
+  arrival: number;
+  /** Called for each token event (in order); a returned promise is awaited (stream backpressure). */
+  onToken: (event: TokenEvent, logprob: TokenLogprob | null) => void | Promise<void>;
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A 400 when the request needs the request-logits plugin and the pipeline was built without it. */
+export function checkSupported(state: ServerState, request: SamplingRequest): void {
+  if (state.pipeline && hasRequestLogits(state.pipeline)) return;
+  const needs: [boolean, string][] = [
+    [request.presencePenalty !== 0, 'presence_penalty'],
+    [request.frequencyPenalty !== 0, 'frequency_penalty'],
+    [request.logitBias !== null, 'logit_bias'],
+    [request.logprobs !== null, 'logprobs'],
+  ];
+  for (const [needed, param] of needs) {
+    if (needed) throw invalidRequest(`'${param}' is not supported by this server's pipeline (it was created without requestLogitsPlugin()).`, param);
+  }
+}
+
+/** OpenAI's finish reasons: an aborted generation (client gone, server stopping) reads as 'stop'. */
+export function openAIFinishReason(reason: FinishReason): 'stop' | 'length' {
+  return reason === 'length' ? 'length' : 'stop';
+}
+
+/** Runs the generation; the caller holds a scheduler slot, which `release` gives back. */
+export async function runGeneration(o: RunOptions, release: () => void): Promise<GenerationResult> {
+  const { state, request } = o;
+  const pipeline = state.pipeline!;
+  const metrics = state.metrics;
+  const settings: RequestLogits = {
+    promptLength: o.promptIds.length,
+    presencePenalty: request.presencePenalty,
+    frequencyPenalty: request.frequencyPenalty,
+    logitBias: request.logitBias,
+    keepLogits: request.logprobs !== null,
+    lastLogits: null,
+  };
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  o.signal.addEventListener('abort', abort, { once: true });
+  state.controllers.add(controller);
+  let outcome: 'stop' | 'length' | 'abort' | 'error' = 'error';
+  try {
+    const result = await withRequestLogits(settings, async () => {
+      const generation = pipeline.generate(o.promptIds, {
+        maxTokens: o.maxTokens,
+        temperature: request.temperature,
+        topP: request.topP,
+        topK: request.topK,
+        minP: request.minP,
+        repetitionPenalty: request.repetitionPenalty,
+        seed: request.seed,
+        stop: request.stop,
+        signal: controller.signal,
+      });
+      let last = 0;
+      for await (const event of generation) {
+        const now = performance.now();
+        if (event.id !== null) {
+          if (event.index === 0) metrics.ttft.observe((now - o.arrival) / 1000);
+          else metrics.itl.observe((now - last) / 1000);
+          last = now;
+        }
+        const lp = event.id !== null && settings.lastLogits ? tokenLogprob(settings.lastLogits, event.id, request.logprobs ?? 0) : null;
+        await o.onToken(event, lp);
+        // On the CPU backend a decode step can finish without a macrotask: give the event loop a
+        // turn per token so writes reach the socket as they happen and other requests progress.
+        await yieldToEventLoop();
+      }
+      return generation.result;
+    });
+    outcome = result.finishReason;
+    metrics.promptTokens += result.promptTokens;
+    metrics.generationTokens += result.completionTokens;
+    return result;
+  } finally {
+    metrics.e2e.observe((performance.now() - o.arrival) / 1000);
+    metrics.requestFinished(o.endpoint, outcome);
+    o.signal.removeEventListener('abort', abort);
+    state.controllers.delete(controller);
+    release();
+  }
+}
+
+/** The text of one token as OpenAI's logprobs show it, with its UTF-8 bytes. */
+export function tokenPiece(tokenizer: LitheTokenizer, id: number): { token: string; bytes: number[] } {
+  const piece = tokenizer.idToToken(id) ?? '';
+  const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+  if (byte) {
+    const b = parseInt(byte[1], 16);
+    return { token: b < 0x80 ? String.fromCharCode(b) : `bytes:\\x${byte[1].toLowerCase()}`, bytes: [b] };
+  }
+  const token = piece.includes('\u2581') ? piece.replace(/\u2581/g, ' ') : tokenizer.decode([id], { skipSpecialTokens: false });
+  return { token, bytes: [...Buffer.from(token, 'utf8')] };
+}
+
+/** A log probability as JSON can carry it (OpenAI writes -9999 for impossible tokens). */
+export function finiteLogprob(v: number): number {
+  return Number.isFinite(v) ? v : -9999;
+}
