@@ -38,7 +38,8 @@ describe('the trained fixture against PyTorch', () => {
     }
   });
 
-  it('scores the held-out text to the same perplexity (within 0.1%)', async () => {
+  // About 4,600 tokens at two context lengths through the plain TypeScript kernels.
+  it('scores the held-out text to the same perplexity (within 0.1%)', { timeout: 300_000 }, async () => {
     const text = readFileSync(`${fixtures}${golden.perplexity.file}`, 'utf8');
     for (const want of golden.perplexity.results) {
       const got = await pipeline.perplexity(text, { context: want.context });

@@ -37,8 +37,27 @@ function linearRows(
     const w = loadRow(o, row);
     const wo = w === row ? 0 : o * inF;
     const b = bs ? bs[o] : 0;
-    for (let t = 0; t < rows; t++) ys[t * outF + o] = dot(xs, t * inF, w, wo, inF) + b;
+    let t = 0;
+    for (; t + 3 < rows; t += 4) dot4(xs, t * inF, inF, w, wo, ys, t * outF + o, outF, b);
+    for (; t < rows; t++) ys[t * outF + o] = dot(xs, t * inF, w, wo, inF) + b;
   }
+}
+
+/** Four rows of x against one weight row: each weight value is loaded once for four products. */
+function dot4(xs: Float32Array, xo: number, n: number, w: Float32Array, wo: number, ys: Float32Array, yo: number, stride: number, b: number): void {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  const x1 = xo + n, x2 = x1 + n, x3 = x2 + n;
+  for (let i = 0; i < n; i++) {
+    const wi = w[wo + i];
+    s0 += xs[xo + i] * wi;
+    s1 += xs[x1 + i] * wi;
+    s2 += xs[x2 + i] * wi;
+    s3 += xs[x3 + i] * wi;
+  }
+  ys[yo] = s0 + b;
+  ys[yo + stride] = s1 + b;
+  ys[yo + 2 * stride] = s2 + b;
+  ys[yo + 3 * stride] = s3 + b;
 }
 
 // One shared row buffer: kernels run one at a time on a thread.
