@@ -1,0 +1,238 @@
+import type { WasmMemory, WasmModule } from './wasm-api.js';
+
+/**
+ * Threads for the wasm kernels: N − 1 workers plus the calling thread, each with its own instance
+ * of the kernels module over the same shared memory. A call writes the kernel's arguments into a
+ * control block in that memory, bumps a generation counter and wakes the workers (Atomics.notify);
+ * every thread computes its share of output rows, counts itself done, and the caller spins until
+ * all have. No message is posted per call, so a call costs microseconds. Idle workers spin briefly
+ * (a decode step calls kernels back to back) and then sleep in Atomics.wait.
+ */
+
+// Control block layout (i32 slots; f64 arguments from byte 64).
+const GEN = 0;
+const DONE = 1;
+const OP = 2;
+const NARGS = 3;
+const ROWS = 4;
+const GRAIN = 5;
+const SCRATCH = 6;
+const SCRATCH_STRIDE = 7;
+const THREADS = 8;
+const FAILED = 9;
+const CALLER_WAITING = 10;
+export const CONTROL_BYTES = 64 + 8 * 16;
+const MAX_ARGS = 16;
+
+/** Spins of an idle worker before it sleeps (roughly 100 µs). */
+const SPIN = 20000;
+
+// The worker's whole program. It runs as a Node worker (eval, CommonJS) or a browser Web Worker.
+const WORKER_SOURCE = `
+'use strict';
+function start(data, post) {
+  const { module, memory, control, index, ops } = data;
+  const exp = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  const fns = ops.map((name) => exp[name]);
+  const c = new Int32Array(memory.buffer, control, 16);
+  const a = new Float64Array(memory.buffer, control + 64, ${MAX_ARGS});
+  const args = [];
+  let gen = Atomics.load(c, ${GEN});
+  post('ready');
+  for (;;) {
+    let spins = 0;
+    while (Atomics.load(c, ${GEN}) === gen) {
+      if (++spins > ${SPIN}) { Atomics.wait(c, ${GEN}, gen); spins = 0; }
+    }
+    gen = Atomics.load(c, ${GEN});
+    const op = c[${OP}];
+    if (op < 0) return;
+    try {
+      const rows = c[${ROWS}], grain = c[${GRAIN}];
+      const chunk = Math.ceil(rows / c[${THREADS}] / grain) * grain;
+      const r0 = Math.min(rows, index * chunk), r1 = Math.min(rows, r0 + chunk);
+      if (r0 < r1) {
+        args.length = 0;
+        for (let k = 0, n = c[${NARGS}]; k < n; k++) args.push(a[k]);
+        args.push(r0, r1, c[${SCRATCH}] + index * c[${SCRATCH_STRIDE}]);
+        fns[op].apply(null, args);
+      }
+    } catch (e) {
+      Atomics.store(c, ${FAILED}, 1);
+    }
+    Atomics.add(c, ${DONE}, 1);
+    if (Atomics.load(c, ${CALLER_WAITING})) Atomics.notify(c, ${DONE});
+  }
+}
+if (typeof require === 'function' && typeof self === 'undefined') {
+  const { parentPort, workerData } = require('node:worker_threads');
+  start(workerData, (m) => parentPort.postMessage(m));
+} else {
+  self.onmessage = (e) => start(e.data, (m) => self.postMessage(m));
+}
+`;
+
+interface WorkerHandle {
+  terminate(): unknown;
+}
+
+export interface PoolInit {
+  module: WasmModule;
+  memory: WasmMemory;
+  /** Address of CONTROL_BYTES bytes reserved for the pool. */
+  control: number;
+  /** Export names callable through the pool; a call names its op by index in this list. */
+  ops: readonly string[];
+  /** Total threads including the caller's. */
+  threads: number;
+}
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+// Browsers forbid Atomics.wait on the page's main thread; Node allows it everywhere.
+const canBlock = isNode;
+
+async function spawn(data: Record<string, unknown>): Promise<WorkerHandle> {
+  if (isNode) {
+    const { Worker } = await import('node:worker_threads');
+    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: data });
+    await new Promise<void>((resolve, reject) => {
+      w.once('message', () => resolve());
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`a wasm worker exited (code ${code}) before it started`)));
+    });
+    w.removeAllListeners('exit');
+    w.removeAllListeners('error');
+    // Workers never keep the process alive; dispose() still ends them explicitly.
+    w.unref();
+    return w;
+  }
+  // Browsers (a cross-origin isolated page, for SharedArrayBuffer).
+  const g = globalThis as unknown as {
+    Worker: new (url: string) => WorkerHandle & { onmessage: (() => void) | null; onerror: ((e: { message: string }) => void) | null; postMessage(d: unknown): void };
+  };
+  const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: 'text/javascript' }));
+  const w = new g.Worker(url);
+  await new Promise<void>((resolve, reject) => {
+    w.onmessage = () => resolve();
+    w.onerror = (e) => reject(new Error(`a wasm worker failed to start: ${e.message}`));
+    w.postMessage(data);
+  });
+  URL.revokeObjectURL(url);
+  return w;
+}
+
+export class ThreadPool {
+  readonly threads: number;
+  private readonly c: Int32Array;
+  private readonly a: Float64Array;
+  private readonly workers: WorkerHandle[];
+  private closed = false;
+
+  private constructor(init: PoolInit, workers: WorkerHandle[]) {
+    this.threads = init.threads;
+    this.c = new Int32Array(init.memory.buffer, init.control, 16);
+    this.a = new Float64Array(init.memory.buffer, init.control + 64, MAX_ARGS);
+    this.workers = workers;
+  }
+
+  static async create(init: PoolInit): Promise<ThreadPool> {
+    const c = new Int32Array(init.memory.buffer, init.control, 16);
+    c.fill(0);
+    c[THREADS] = init.threads;
+    const workers: WorkerHandle[] = [];
+    try {
+      for (let i = 1; i < init.threads; i++) {
+        workers.push(await spawn({ module: init.module, memory: init.memory, control: init.control, index: i, ops: init.ops }));
+      }
+    } catch (e) {
+      for (const w of workers) await w.terminate();
+      throw e;
+    }
+    return new ThreadPool(init, workers);
+  }
+
+  /**
+   * Runs `fn(...args, r0, r1, scratch)` on every thread over its share of [0, rows): shares are
+   * multiples of `grain` rows; scratch is `scratch + index * scratchStride`. `fn` is the caller's
+   * own instance's export for op `op`.
+   */
+  run(op: number, fn: (...a: number[]) => void, args: readonly number[], rows: number, grain: number, scratch: number, scratchStride: number): void {
+    if (this.closed) throw new Error('the wasm backend was disposed');
+    const n = this.threads;
+    if (n === 1 || rows <= grain) {
+      fn(...args, 0, rows, scratch);
+      return;
+    }
+    if (args.length > MAX_ARGS) throw new Error(`a pooled kernel takes at most ${MAX_ARGS} arguments`);
+    const c = this.c;
+    for (let k = 0; k < args.length; k++) this.a[k] = args[k];
+    c[NARGS] = args.length;
+    c[OP] = op;
+    c[ROWS] = rows;
+    c[GRAIN] = grain;
+    c[SCRATCH] = scratch;
+    c[SCRATCH_STRIDE] = scratchStride;
+    c[DONE] = 0;
+    Atomics.add(c, GEN, 1);
+    Atomics.notify(c, GEN);
+    const chunk = Math.ceil(rows / n / grain) * grain;
+    let error: unknown = null;
+    try {
+      fn(...args, 0, Math.min(rows, chunk), scratch);
+    } catch (e) {
+      error = e;
+    }
+    this.waitDone(n - 1);
+    if (error) throw error;
+    if (c[FAILED]) {
+      c[FAILED] = 0;
+      throw new Error('a wasm kernel failed in a worker thread');
+    }
+  }
+
+  /**
+   * Spins until `workers` have finished; past a short spin (a worker not scheduled, on a busy
+   * machine) it sleeps in Atomics.wait where the platform allows it, which Node's main thread does.
+   */
+  private waitDone(workers: number): void {
+    const c = this.c;
+    for (let spins = 0; Atomics.load(c, DONE) < workers; spins++) {
+      if (spins < SPIN || !canBlock) continue;
+      Atomics.store(c, CALLER_WAITING, 1);
+      const done = Atomics.load(c, DONE);
+      if (done < workers) Atomics.wait(c, DONE, done, 1);
+      Atomics.store(c, CALLER_WAITING, 0);
+    }
+  }
+
+  /** Ends the workers; the pool cannot be used afterwards. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.c, OP, -1);
+    Atomics.add(this.c, GEN, 1);
+    Atomics.notify(this.c, GEN);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/**
+ * Physical cores where the platform says (Linux: distinct core ids in sysfs), else the logical
+ * count. SMT siblings share one core's vector units, so kernels bound by them gain little.
+ */
+export async function physicalCores(): Promise<number> {
+  if (!isNode) return Math.max(1, (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1);
+  const os = await import('node:os');
+  const logical = os.availableParallelism();
+  try {
+    const fs = await import('node:fs');
+    const cores = new Set<string>();
+    for (const cpu of fs.readdirSync('/sys/devices/system/cpu').filter((d) => /^cpu\d+$/.test(d))) {
+      const dir = `/sys/devices/system/cpu/${cpu}/topology`;
+      cores.add(`${fs.readFileSync(`${dir}/physical_package_id`, 'utf8').trim()}:${fs.readFileSync(`${dir}/core_id`, 'utf8').trim()}`);
+    }
+    return cores.size > 0 ? Math.min(cores.size, logical) : logical;
+  } catch {
+    return logical;
+  }
+}

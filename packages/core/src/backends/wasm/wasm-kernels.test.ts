@@ -1,0 +1,194 @@
+/**
+ * Every wasm kernel against the TypeScript reference kernel of the CPU backend, on fresh random
+ * inputs with odd sizes (not multiples of the SIMD width, the 4-block unroll or the thread split),
+ * on 1, 2 and 5 rows, with 1 and 2 threads.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Backend, TypedArray } from '../../backend/backend.js';
+import type { AttentionParams } from '../../backend/kernel-signatures.js';
+import { DenseKVCache } from '../../kv-cache/dense-kv-cache.js';
+import { dequantizeQ4_0, dequantizeQ8_0 } from '../../quant/dequantize.js';
+import { quantizeQ4_0, quantizeQ8_0 } from '../../quant/quantize.js';
+import { f32ToBf16, f32ToF16 } from '../../tensor/half.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { freshRng, randn } from '../../testing/random.js';
+import { CpuBackend } from '../cpu/cpu-backend.js';
+import { WasmBackend } from './wasm-backend.js';
+
+const rng = freshRng();
+const cpu = new CpuBackend();
+
+const kernel = (b: Backend) => <O extends Parameters<Backend['kernels']['get']>[1]>(op: O, variant?: string) => b.kernels.get(b.name, op, variant);
+const f32 = (b: Backend, data: Float32Array, shape: number[]) => b.upload(new Uint8Array(data.slice().buffer), shape, 'f32', 'other');
+const raw = (b: Backend, bytes: Uint8Array, shape: number[], dtype: string) => b.upload(bytes.slice(), shape, dtype, 'other');
+const out = (b: Backend, shape: number[]) => b.allocate(shape, 'f32', 'other');
+const values = (t: Tensor) => Array.from(t.handle as TypedArray);
+
+/** Per-element |a − b| ≤ bound[i]. */
+function expectWithin(actual: number[], expected: number[], bound: (i: number) => number): void {
+  expect(actual.length).toBe(expected.length);
+  let worst = -Infinity;
+  let at = -1;
+  for (let i = 0; i < actual.length; i++) {
+    const excess = Math.abs(actual[i] - expected[i]) - bound(i);
+    if (!(excess <= worst)) [worst, at] = [excess, i];
+  }
+  expect(worst, `element ${at}: ${actual[at]} vs ${expected[at]} (bound ${bound(at)})`).toBeLessThanOrEqual(0);
+}
+
+const LINEAR_SHAPES: [number, number][] = [
+  [37, 5],
+  [64, 37],
+  [100, 67],
+  [259, 19],
+];
+// Blocks per row: 1, 2, 3, 6, 9, 10 (odd and even counts take different paths).
+const QUANT_SHAPES: [number, number][] = [
+  [32, 5],
+  [64, 37],
+  [96, 37],
+  [192, 67],
+  [288, 19],
+  [320, 8],
+];
+
+for (const threads of [1, 2]) {
+  describe(`wasm kernels, ${threads} thread(s), against the TypeScript reference (seed ${rng.seed})`, () => {
+    let wasm: WasmBackend;
+    beforeAll(async () => {
+      wasm = await WasmBackend.create({ threads, minParallelWork: 0 });
+    });
+    afterAll(() => wasm.close());
+
+    for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+      it.each([1, 2, 5])(`linear ${dtype} on %i rows, odd sizes, with and without bias`, (T) => {
+        for (const [inF, outF] of LINEAR_SHAPES) {
+          const x = randn(T * inF, rng.normal);
+          const w = randn(outF * inF, rng.normal, 0.3);
+          const stored = dtype === 'f32' ? new Uint8Array(w.buffer) : new Uint8Array(Uint16Array.from(w, dtype === 'f16' ? f32ToF16 : f32ToBf16).buffer);
+          const bias = randn(outF, rng.normal);
+          for (const b of [null, bias]) {
+            const run = (be: Backend) => {
+              const y = out(be, [T, outF]);
+              kernel(be)('linear', dtype)(f32(be, x, [T, inF]), raw(be, stored, [outF, inF], dtype), b && f32(be, b, [outF]), y);
+              return values(y);
+            };
+            const ref = run(cpu);
+            // f32 sums in a different order: a few ulps of Σ|w·x| (w ≈ its stored value).
+            const mag = (i: number) => {
+              const t = Math.floor(i / outF), o = i % outF;
+              let s = 0;
+              for (let j = 0; j < inF; j++) s += Math.abs(w[o * inF + j] * x[t * inF + j]);
+              return s * 1.01;
+            };
+            expectWithin(run(wasm), ref, (i) => 2e-6 * mag(i) + 1e-6);
+          }
+        }
+      });
+    }
+
+    for (const dtype of ['q8_0', 'q4_0'] as const) {
+      it.each([1, 2, 5])(`linear ${dtype} on %i rows (activations quantized to 8 bits per block)`, (T) => {
+        for (const [inF, outF] of QUANT_SHAPES) {
+          const x = randn(T * inF, rng.normal);
+          const bytes = (dtype === 'q8_0' ? quantizeQ8_0 : quantizeQ4_0)(randn(outF * inF, rng.normal, 0.3));
+          const w = (dtype === 'q8_0' ? dequantizeQ8_0 : dequantizeQ4_0)(bytes);
+          const bias = randn(outF, rng.normal);
+          for (const b of [null, bias]) {
+            const run = (be: Backend) => {
+              const y = out(be, [T, outF]);
+              kernel(be)('linear', dtype)(f32(be, x, [T, inF]), raw(be, bytes, [outF, inF], dtype), b && f32(be, b, [outF]), y);
+              return values(y);
+            };
+            const ref = run(cpu);
+            // Rounding each activation to a step of amax/127 per 32-block moves it by at most half a
+            // step: |Σ w·(x − x̂)| ≤ Σ_blocks amax/254 · Σ|w|, plus f32 rounding of the sums.
+            const bound = (i: number) => {
+              const t = Math.floor(i / outF), o = i % outF;
+              let s = 0;
+              let mag = 0;
+              for (let blk = 0; blk < inF / 32; blk++) {
+                let amax = 0;
+                let wsum = 0;
+                for (let j = blk * 32; j < blk * 32 + 32; j++) {
+                  amax = Math.max(amax, Math.abs(x[t * inF + j]));
+                  wsum += Math.abs(w[o * inF + j]);
+                  mag += Math.abs(w[o * inF + j] * x[t * inF + j]);
+                }
+                s += (amax / 254) * wsum;
+              }
+              return s * 1.001 + 4e-6 * mag + 1e-6;
+            };
+            expectWithin(run(wasm), ref, bound);
+          }
+        }
+      });
+    }
+
+    it.each([
+      [1, 6, 2, 16, 0, undefined],
+      [2, 6, 3, 10, 7, undefined],
+      [5, 4, 4, 12, 3, undefined],
+      [5, 8, 2, 20, 11, 6],
+      [1, 6, 1, 18, 40, 9],
+    ] as const)('attention T=%i heads=%i/%i headDim=%i startPos=%i window=%s', (T, nHeads, nKV, headDim, startPos, window) => {
+      const kvWidth = nKV * headDim;
+      const capacity = startPos + T + 3;
+      const q = randn(T * nHeads * headDim, rng.normal);
+      const ks = randn((startPos + T) * kvWidth, rng.normal);
+      const vs = randn((startPos + T) * kvWidth, rng.normal);
+      const params: AttentionParams = { nHeads, nKVHeads: nKV, headDim, scale: 1 / Math.sqrt(headDim), startPos, window };
+      const run = (be: Backend) => {
+        const cache = new DenseKVCache({ backend: be, nLayers: 1, nKVHeads: nKV, headDim, capacity });
+        if (startPos > 0) {
+          cache.write(0, f32(be, ks.subarray(0, startPos * kvWidth), [startPos, kvWidth]), f32(be, vs.subarray(0, startPos * kvWidth), [startPos, kvWidth]));
+          cache.commit(startPos);
+        }
+        cache.write(0, f32(be, ks.subarray(startPos * kvWidth), [T, kvWidth]), f32(be, vs.subarray(startPos * kvWidth), [T, kvWidth]));
+        const y = out(be, [T, nHeads * headDim]);
+        kernel(be)('attention', 'dense')(f32(be, q, [T, nHeads * headDim]), cache.layer(0), params, y);
+        return values(y);
+      };
+      expectWithin(run(wasm), run(cpu), () => 2e-5);
+    });
+
+    it.each([1, 2, 5])('rmsNorm, add and swiglu on %i rows of odd width', (T) => {
+      for (const D of [7, 37, 2051]) {
+        const x = randn(T * D, rng.normal, 3);
+        const y = randn(T * D, rng.normal, 3);
+        const g = randn(D, rng.normal);
+        const eps = 1e-5;
+        for (const op of ['rmsNorm', 'add', 'swiglu'] as const) {
+          const run = (be: Backend) => {
+            const a = f32(be, x, [T, D]);
+            const o = out(be, [T, D]);
+            if (op === 'rmsNorm') kernel(be)('rmsNorm')(a, f32(be, g, [D]), eps, o);
+            else kernel(be)(op)(a, f32(be, y, [T, D]), o);
+            return values(o);
+          };
+          const ref = run(cpu);
+          expectWithin(run(wasm), ref, (i) => 4e-6 * Math.max(1, Math.abs(ref[i])));
+        }
+      }
+    });
+
+    it('in-place add and rmsNorm (out is the input)', () => {
+      const D = 41;
+      const x = randn(2 * D, rng.normal);
+      const g = randn(D, rng.normal);
+      for (const be of [cpu, wasm] as Backend[]) {
+        const a = f32(be, x, [2, D]);
+        kernel(be)('add')(a, a, a);
+        kernel(be)('rmsNorm')(a, f32(be, g, [D]), 1e-6, a);
+      }
+      const pick = (be: Backend) => {
+        const a = f32(be, x, [2, D]);
+        kernel(be)('add')(a, a, a);
+        kernel(be)('rmsNorm')(a, f32(be, g, [D]), 1e-6, a);
+        return values(a);
+      };
+      const ref = pick(cpu);
+      expectWithin(pick(wasm), ref, (i) => 4e-6 * Math.max(1, Math.abs(ref[i])));
+    });
+  });
+}
