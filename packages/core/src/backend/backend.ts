@@ -14,6 +14,11 @@ export interface Backend {
   readonly name: string;
   readonly memory: MemoryTracker;
   readonly kernels: KernelRegistry;
+  /**
+   * True where reading tensors back is costly (a GPU): greedy decoding then takes the argmax on the
+   * device and reads back only the token id.
+   */
+  readonly preferDeviceSampling?: boolean;
   /** Uninitialized storage for a tensor, counted under `use`. */
   allocate(shape: Shape, dtype: DType, use: MemoryUse): Tensor;
   /** A tensor holding `bytes` (raw storage of `dtype`); the CPU adopts the buffer without copying. */

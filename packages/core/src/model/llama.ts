@@ -72,6 +72,7 @@ export class LlamaModel {
   private readonly attentionKernels = new Map<string, KernelSignatures['attention']>();
   private acts: Activations | null = null;
   private logitsBuf: Tensor | null = null;
+  private argmaxBuf: Tensor | null = null;
   private positions = new Int32Array(1);
 
   constructor(
@@ -129,6 +130,17 @@ export class LlamaModel {
       }
     }
     return out ?? last;
+  }
+
+  /**
+   * Greedy decoding on the backend: `forward` for the last token, then its argmax into an i32 [1]
+   * tensor (reused by the next call), so only the token id needs reading back.
+   */
+  forwardArgmax(ids: Int32Array, cache: KVCache): Tensor {
+    const logits = this.forward(ids, cache);
+    this.argmaxBuf ??= this.backend.allocate([1], 'i32', 'activations');
+    this.backend.kernels.get(this.backend.name, 'argmax')(logits, this.argmaxBuf);
+    return this.argmaxBuf;
   }
 
   private runLayers(ids: Int32Array, cache: KVCache): Tensor {
@@ -209,6 +221,8 @@ export class LlamaModel {
     this.acts = null;
     this.logitsBuf?.dispose();
     this.logitsBuf = null;
+    this.argmaxBuf?.dispose();
+    this.argmaxBuf = null;
   }
 
   dispose(): void {

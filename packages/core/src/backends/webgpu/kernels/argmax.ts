@@ -1,0 +1,25 @@
+import type { Tensor } from '../../../tensor/tensor.js';
+import code from '../shaders/argmax.wgsl.js';
+import { gpuOf } from '../webgpu-backend.js';
+import { perRow, rowsOf } from './common.js';
+
+/** Index of the largest value of each row (first on ties) into out (i32 [rows]). */
+export function argmax(x: Tensor, out: Tensor): void {
+  const gpu = gpuOf(out);
+  const n = x.shape[x.shape.length - 1];
+  for (const [r0, r1] of gpu.rowRuns(rowsOf(x, n), [[x, n], [out, 1]])) {
+    const rows = r1 - r0;
+    const sx = gpu.at(x, r0 * n, rows * n);
+    const so = gpu.at(out, r0, rows);
+    gpu.dispatch({
+      key: 'argmax',
+      code,
+      bindings: [
+        { name: 'x', buf: sx.buf, type: 'f32' },
+        { name: 'out', buf: so.buf, type: 'i32', write: true },
+      ],
+      params: [rows, n, sx.offset, so.offset],
+      workgroups: perRow(rows),
+    });
+  }
+}

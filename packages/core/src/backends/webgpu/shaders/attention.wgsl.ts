@@ -1,0 +1,77 @@
+// Causal GQA attention over a dense f32 cache, one workgroup per (head, query row). Keys are taken
+// 64 at a time (one per invocation) with an online softmax, so memory stays O(headDim) whatever the
+// context length; invocation d then accumulates value dimensions d, d + 64, ... (headDim <= 256).
+export const ATTENTION_MAX_HEAD_DIM = 256;
+
+export default /* wgsl */ `
+struct Params { rows: u32, nHeads: u32, nKV: u32, D: u32, startPos: u32, window: u32, kvWidth: u32, q: u32, k: u32, v: u32, o: u32, scale: f32 }
+
+var<workgroup> qv: array<f32, ${ATTENTION_MAX_HEAD_DIM}>;
+var<workgroup> pj: array<f32, 64>;
+var<workgroup> red: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let h = wid.x;
+  let t = wid.y;
+  let tid = lid.x;
+  let D = p.D;
+  let kvh = h / (p.nHeads / p.nKV);
+  let qo = p.q + (t * p.nHeads + h) * D;
+  for (var d = tid; d < D; d += 64u) { qv[d] = ld_q(qo + d); }
+  workgroupBarrier();
+
+  let last = p.startPos + t;
+  var first = 0u;
+  if (p.window > 0u && last + 1u > p.window) { first = last + 1u - p.window; }
+  var m = -3.402823e38;
+  var l = 0.0;
+  var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  for (var j0 = first; j0 <= last; j0 += 64u) {
+    let j = j0 + tid;
+    var s = -3.402823e38;
+    if (j <= last) {
+      let ko = p.k + j * p.kvWidth + kvh * D;
+      var dot = 0.0;
+      for (var d = 0u; d < D; d++) { dot += qv[d] * ld_keys(ko + d); }
+      s = dot * p.scale;
+    }
+    red[tid] = s;
+    workgroupBarrier();
+    for (var st = 32u; st > 0u; st >>= 1u) {
+      if (tid < st) { red[tid] = max(red[tid], red[tid + st]); }
+      workgroupBarrier();
+    }
+    let mNew = max(m, red[0]);
+    workgroupBarrier();
+    var e = 0.0;
+    if (j <= last) { e = exp(s - mNew); }
+    pj[tid] = e;
+    red[tid] = e;
+    workgroupBarrier();
+    for (var st = 32u; st > 0u; st >>= 1u) {
+      if (tid < st) { red[tid] += red[tid + st]; }
+      workgroupBarrier();
+    }
+    let corr = exp(m - mNew);
+    l = l * corr + red[0];
+    let count = min(64u, last + 1u - j0);
+    for (var r = 0u; r < 4u; r++) {
+      let d = tid + r * 64u;
+      if (d < D) {
+        var a = acc[r] * corr;
+        for (var jj = 0u; jj < count; jj++) { a += pj[jj] * ld_values(p.v + (j0 + jj) * p.kvWidth + kvh * D + d); }
+        acc[r] = a;
+      }
+    }
+    m = mNew;
+    workgroupBarrier();
+  }
+  let inv = 1.0 / l;
+  let oo = p.o + (t * p.nHeads + h) * D;
+  for (var r = 0u; r < 4u; r++) {
+    let d = tid + r * 64u;
+    if (d < D) { st_out(oo + d, acc[r] * inv); }
+  }
+}
+`;
