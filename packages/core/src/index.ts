@@ -2,6 +2,7 @@
 export * from './tensor/dtype.js';
 export * from './tensor/shape.js';
 export * from './tensor/half.js';
+export * from './quant/index.js';
 export { Tensor } from './tensor/tensor.js';
 
 export type { Backend, TypedArray } from './backend/backend.js';
@@ -9,11 +10,22 @@ export { KernelRegistry, globalKernels, type OpName, type RegisterOptions } from
 export type { AttentionParams, KernelSignatures } from './backend/kernel-signatures.js';
 export { MemoryTracker, MEMORY_USES, type MemoryByUse, type MemorySnapshot, type MemoryUse } from './backend/memory.js';
 export { CpuBackend, type CpuTensor } from './backends/cpu/cpu-backend.js';
+export { WebGpuBackend, gpuOf, type WebGpuBackendOptions, type WebGpuStats, type WebGpuStorage, type Segment, type StagedData } from './backends/webgpu/webgpu-backend.js';
+export { WebGpuUnavailableError, acquireDevice, type WebGpuDeviceOptions, type WebGpuUnavailableReason, type AcquiredDevice } from './backends/webgpu/device.js';
+export { f32Bits, grid, type DispatchSpec, type TensorBinding, type WgslType } from './backends/webgpu/program.js';
+export { WasmBackend, WASM32_MAX_BYTES, type WasmBackendOptions, type WasmLinearDType, type WasmTensor } from './backends/wasm/wasm-backend.js';
+export { physicalCores } from './backends/wasm/thread-pool.js';
+export { createBackend, BACKEND_CHOICES, type BackendChoice, type CreatedBackend } from './backends/create-backend.js';
 
 export * from './io/byte-source.js';
 export * from './io/safetensors.js';
 export * from './io/hf-dir.js';
 export * from './io/tokenizer.js';
+export * from './io/gguf.js';
+export * from './io/gguf-model.js';
+export * from './io/gguf-tokenizer.js';
+export * from './io/gguf-writer.js';
+export * from './io/gguf-convert.js';
 export * from './io/chat-template.js';
 
 export * from './model/config.js';
@@ -21,6 +33,7 @@ export { ropeInvFrequencies } from './model/rope-frequencies.js';
 export { LlamaModel, type LlamaLayer, type ForwardOptions } from './model/llama.js';
 export { DenseLinear, type LinearModule } from './model/linear-module.js';
 export * from './model/weights.js';
+export { hfWeightSource } from './pipeline/weight-source.js';
 
 export type { KVCache, KVCacheFactory, KVCacheLayer, KVCacheSpec } from './kv-cache/kv-cache.js';
 export { DenseKVCache } from './kv-cache/dense-kv-cache.js';
@@ -29,6 +42,7 @@ export * from './generate/events.js';
 export { generateTokens, defaultDecodeStep, type GenerateOptions, type GenerationContext } from './generate/generate.js';
 export { perplexity, type PerplexityResult } from './generate/perplexity.js';
 export * from './generate/sampling.js';
+export * from './generate/logprobs.js';
 export * from './generate/rng.js';
 export * from './generate/stopping.js';
 export * from './generate/text-stream.js';

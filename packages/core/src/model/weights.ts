@@ -1,6 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import { numel, formatShape, shapeEquals } from '../tensor/shape.js';
-import type { DType } from '../tensor/dtype.js';
+import { dtypeInfo, type DType } from '../tensor/dtype.js';
+import type { OpName } from '../backend/kernel-registry.js';
 import { decodeHalfInto, f32ToBf16, f32ToF16 } from '../tensor/half.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { LlamaConfig } from './config.js';
@@ -83,6 +84,22 @@ function convert(backend: Backend, bytes: Uint8Array, from: DType, to: DType, sh
   return backend.upload(new Uint8Array(half.buffer), shape, to, 'weights');
 }
 
+/**
+ * A packed (block-quantized) weight loads as is when the backend has a kernel for it: `linear` for
+ * linear and lm_head matrices, `embedding` (and `linear`, when tied to the lm_head) for the embedding.
+ */
+function checkPacked(backend: Backend, name: string, role: WeightRole, dtype: DType, shape: readonly number[], tied: boolean): void {
+  const ops: OpName[] = role === 'linear' || role === 'lm_head' ? ['linear'] : role === 'embedding' ? (tied ? ['embedding', 'linear'] : ['embedding']) : [];
+  if (ops.length === 0) throw new Error(`weights: '${name}' (${role}) has dtype ${dtype}; norms and biases must be f32, f16 or bf16`);
+  const missing = ops.find((op) => !backend.supportsOp(op, dtype));
+  if (missing) {
+    throw new Error(`weights: '${name}' has dtype ${dtype}, but backend '${backend.name}' has no '${missing}' kernel for ${dtype}; a plugin or backend that provides ${dtype} kernels is missing`);
+  }
+  const { blockSize } = dtypeInfo(dtype);
+  const cols = shape[shape.length - 1];
+  if (cols % blockSize !== 0) throw new Error(`weights: '${name}' has rows of ${cols} values, not a multiple of the ${dtype} block size ${blockSize}`);
+}
+
 /** Reads the Llama weight set by HF names, checking every shape against the config. */
 export async function loadLlamaWeights(backend: Backend, source: WeightSource, c: LlamaConfig, opts: WeightLoadOptions = {}): Promise<LlamaWeights> {
   let loaded = 0;
@@ -93,9 +110,11 @@ export async function loadLlamaWeights(backend: Backend, source: WeightSource, c
     const meta = source.info(name);
     if (!meta) throw new Error(`weights: tensor '${name}' is missing from the model files`);
     if (!shapeEquals(meta.shape, shape)) throw new Error(`weights: '${name}' has shape ${formatShape(meta.shape)}, config.json implies ${formatShape(shape)}`);
-    if (!FLOATS.has(meta.dtype)) throw new Error(`weights: '${name}' has dtype ${meta.dtype}; expected f32, f16 or bf16 (quantized checkpoints need their plugin)`);
     const matrix = role === 'embedding' || role === 'linear' || role === 'lm_head';
-    const target = !matrix ? 'f32' : !opts.dtype || opts.dtype === 'auto' ? meta.dtype : opts.dtype;
+    const float = FLOATS.has(meta.dtype);
+    if (!float) checkPacked(backend, name, role, meta.dtype, shape, c.tieWordEmbeddings);
+    // Packed (quantized) matrices stay in their format; `dtype` converts float matrices only.
+    const target = !matrix ? 'f32' : !float || !opts.dtype || opts.dtype === 'auto' ? meta.dtype : opts.dtype;
     const bytes = await source.read(name);
     const info: WeightInfo = { name, role, layer };
     const tensor = convert(backend, bytes, meta.dtype, target, shape);

@@ -1,11 +1,14 @@
 import type { Backend } from '../backend/backend.js';
-import { CpuBackend } from '../backends/cpu/cpu-backend.js';
+import { createBackend, type BackendChoice } from '../backends/create-backend.js';
+import type { ByteSource } from '../io/byte-source.js';
+import { loadGGUFModel } from '../io/gguf-model.js';
 import { loadHFDir, type ModelFiles } from '../io/hf-dir.js';
+import { withRecordedFormats } from '../quant/hf-quantized.js';
 import { createTokenizer } from '../io/tokenizer.js';
 import { DenseKVCache } from '../kv-cache/dense-kv-cache.js';
 import { parseConfig } from '../model/config.js';
 import { LlamaModel } from '../model/llama.js';
-import { loadLlamaWeights, type WeightLoadOptions } from '../model/weights.js';
+import { loadLlamaWeights, type WeightLoadOptions, type WeightSource } from '../model/weights.js';
 import { defaultDecodeStep } from '../generate/generate.js';
 import { PluginDriver } from '../plugin/plugin-driver.js';
 import type { LithePlugin, PluginContext } from '../plugin/types.js';
@@ -13,10 +16,15 @@ import { Pipeline } from './pipeline.js';
 import { hfWeightSource } from './weight-source.js';
 
 export interface PipelineOptions {
-  /** An HF model directory: a path (Node) or a `ModelFiles` (browsers, custom storage). */
-  model: string | ModelFiles;
-  /** 'cpu' (default) or a backend instance. */
-  backend?: 'cpu' | Backend;
+  /**
+   * An HF model directory (a path in Node, or a `ModelFiles`), or a GGUF file (a path ending in
+   * .gguf in Node, or a `ByteSource` over the file's bytes).
+   */
+  model: string | ModelFiles | ByteSource;
+  /** 'cpu' (default), 'wasm', 'webgpu', 'auto' (WebGPU when an adapter exists) or a backend instance. */
+  backend?: BackendChoice | Backend;
+  /** Threads of the 'wasm' backend, the calling one included; default: the physical cores. */
+  threads?: number;
   plugins?: LithePlugin[];
   /** Storage dtype of the weight matrices; 'auto' keeps the file's. */
   dtype?: WeightLoadOptions['dtype'];
@@ -34,10 +42,39 @@ async function modelFiles(model: string | ModelFiles): Promise<ModelFiles> {
   return nodeModelFiles(model);
 }
 
-function makeBackend(choice: PipelineOptions['backend']): Backend {
-  if (choice === undefined || choice === 'cpu') return new CpuBackend();
-  if (typeof choice === 'string') throw new Error(`unknown backend '${choice}'; available: cpu`);
-  return choice;
+/** What a model is made of, whether it comes from an HF directory or a GGUF file. */
+interface ModelParts {
+  location: string;
+  config: Record<string, unknown>;
+  generationConfig: Record<string, unknown> | null;
+  weights: WeightSource;
+  tokenizerJson: Record<string, unknown> | null;
+  tokenizerConfig: Record<string, unknown> | null;
+  close(): Promise<void>;
+}
+
+async function openModel(model: PipelineOptions['model']): Promise<ModelParts> {
+  let gguf: ByteSource | null = null;
+  if (typeof model === 'string' && /\.gguf$/i.test(model)) {
+    const { openFileSource } = await import('../io/node-file-source.js');
+    gguf = await openFileSource(model);
+  } else if (typeof model !== 'string' && 'read' in model && 'size' in model) {
+    gguf = model;
+  }
+  if (gguf) {
+    const m = await loadGGUFModel(gguf);
+    return { ...m, generationConfig: null };
+  }
+  const dir = await loadHFDir(await modelFiles(model as string | ModelFiles));
+  return {
+    location: dir.location,
+    config: dir.config,
+    generationConfig: dir.generationConfig,
+    weights: withRecordedFormats(dir, hfWeightSource(dir)),
+    tokenizerJson: dir.tokenizerJson,
+    tokenizerConfig: dir.tokenizerConfig,
+    close: () => dir.close(),
+  };
 }
 
 /**
@@ -47,14 +84,14 @@ function makeBackend(choice: PipelineOptions['backend']): Backend {
  */
 export async function createPipeline(opts: PipelineOptions): Promise<Pipeline> {
   const driver = new PluginDriver(opts.plugins ?? []);
-  const dir = await loadHFDir(await modelFiles(opts.model));
+  const dir = await openModel(opts.model);
   try {
     const config = parseConfig(dir.config, dir.generationConfig);
-    const backend = makeBackend(opts.backend);
+    const { backend } = await createBackend(opts.backend, {}, { threads: opts.threads });
     const ctx: PluginContext = { backend, kernels: backend.kernels, config };
     await driver.setup(ctx);
 
-    const weights = await loadLlamaWeights(backend, hfWeightSource(dir), config, {
+    const weights = await loadLlamaWeights(backend, dir.weights, config, {
       dtype: opts.dtype,
       transform: driver.weightTransform(ctx),
       onProgress: opts.onProgress,

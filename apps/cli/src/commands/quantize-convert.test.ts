@@ -1,0 +1,79 @@
+// quantize and convert, run in process through their commander commands on a tiny random model.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createPipeline, parseGGUF } from '@lithe/core';
+import { openFileSource } from '@lithe/core/node';
+import { writeRandomModel } from '../testing/random-model.js';
+import { convertCommand } from './convert.js';
+import { quantizeCommand } from './quantize.js';
+
+let root: string;
+let model: string;
+
+async function run(cmd: ReturnType<typeof convertCommand>, args: string[]): Promise<Record<string, unknown>> {
+  const lines: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    lines.push(String(s));
+    return true;
+  });
+  try {
+    await cmd.exitOverride().parseAsync([...args, '--json'], { from: 'user' });
+  } finally {
+    spy.mockRestore();
+  }
+  return JSON.parse(lines.join('')) as Record<string, unknown>;
+}
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'lithe-quant-'));
+  model = join(root, 'model');
+  writeRandomModel(model);
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('lithe quantize', () => {
+  for (const method of ['int8', 'int4'] as const) {
+    it(`--method ${method} writes a directory that loads with no plugin`, async () => {
+      const out = join(root, method);
+      const r = await run(quantizeCommand(), ['--method', method, '--model', model, '--out', out]);
+      const format = method === 'int8' ? 'q8_0' : 'q4_0';
+      expect(r).toMatchObject({ format, quantized_tensors: 15 });
+      const p = await createPipeline({ model: out, cacheSize: 32 });
+      expect(p.model.layers[0].gate.bytes).toBe(96 * 2 * (format === 'q8_0' ? 34 : 18));
+      expect(p.model.embed.dtype).toBe('f32');
+      const f = await createPipeline({ model, cacheSize: 32 });
+      const a = await p.generate('The jury said', { temperature: 0, maxTokens: 6, stopOnEos: false }).result;
+      const b = await f.generate('The jury said', { temperature: 0, maxTokens: 6, stopOnEos: false }).result;
+      if (method === 'int8') expect(a.tokenIds[0]).toBe(b.tokenIds[0]);
+      p.dispose();
+      f.dispose();
+    });
+  }
+});
+
+describe('lithe convert', () => {
+  for (const type of ['f32', 'f16', 'q8_0', 'q4_0'] as const) {
+    it(`--type ${type} writes a GGUF file that loads back`, async () => {
+      const out = join(root, `model-${type}.gguf`);
+      const r = await run(convertCommand(), ['--model', model, '--to', 'gguf', '--type', type, '--out', out]);
+      expect(r.bytes).toBe(statSync(out).size);
+      const file = await parseGGUF(await openFileSource(out));
+      expect(file.tensors.get('blk.0.ffn_up.weight')?.typeName).toBe(type.toUpperCase());
+      await file.source.close?.();
+      const p = await createPipeline({ model: out, cacheSize: 32 });
+      if (type === 'f32') {
+        const f = await createPipeline({ model, cacheSize: 32 });
+        const opts = { temperature: 0, maxTokens: 6, stopOnEos: false };
+        expect((await p.generate('The jury said', opts).result).tokenIds).toEqual((await f.generate('The jury said', opts).result).tokenIds);
+        f.dispose();
+      }
+      p.dispose();
+    });
+  }
+
+  it('refuses an output name without .gguf', async () => {
+    await expect(run(convertCommand(), ['--model', model, '--out', join(root, 'x.bin')])).rejects.toThrow(/must end in .gguf/);
+  });
+});
