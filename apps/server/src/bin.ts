@@ -10,7 +10,8 @@
  * timeout), exit 0.
  */
 import { parseArgs } from 'node:util';
-import { startServer, type StartServerOptions } from './start-server.js';
+import { runServer } from './run-server.js';
+import type { StartServerOptions } from './start-server.js';
 
 const HELP = `usage: lithe-server --model <dir> [options]
 
@@ -64,9 +65,8 @@ async function main(): Promise<void> {
   });
   if (values.help) return void process.stdout.write(HELP);
   if (!values.model) throw new Error('--model <dir> is required (run with --help for usage)');
-  const drainSeconds = int('drain-timeout', values['drain-timeout'], 0) ?? 30;
 
-  const server = await startServer({
+  await runServer({
     model: values.model,
     host: values.host,
     port: int('port', values.port, 0),
@@ -80,33 +80,8 @@ async function main(): Promise<void> {
     cacheSize: int('cache-size', values['cache-size'], 1),
     maxBodyBytes: int('max-body-bytes', values['max-body-bytes'], 1),
     logger: values.quiet ? false : { level: 'info' },
+    drainSeconds: int('drain-timeout', values['drain-timeout'], 0),
   });
-  process.stderr.write(`lithe-server listening on ${server.url} (loading ${values.model})\n`);
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`${signal}: finishing requests in flight (up to ${drainSeconds} s)\n`);
-    server.close(drainSeconds * 1000).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`error while stopping: ${err instanceof Error ? err.message : String(err)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-
-  try {
-    await server.ready;
-    process.stderr.write(`model loaded: ${server.app.lithe.state.modelId}\n`);
-  } catch (err) {
-    process.stderr.write(`error: the model could not be loaded: ${err instanceof Error ? err.message : String(err)}\n`);
-    await server.app.close();
-    process.exit(1);
-  }
 }
 
 main().catch((err: unknown) => {

@@ -1,8 +1,8 @@
 /** The wire format and the HTTP edges: SSE framing, bodies, auth, health, metrics. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { createPipeline, type Pipeline } from '@lithe/core';
-import { CONTEXT, loadTestPipeline, metric, MODEL_ID, post, startTestServer, testModelDir, type TestServer } from './testing/harness.js';
+import type { Pipeline } from '@lithe/core';
+import { loadTestPipeline, metric, MODEL_ID, post, startTestServer, type TestServer } from './testing/harness.js';
 
 let pipeline: Pipeline;
 let server: TestServer;
@@ -195,23 +195,6 @@ describe('API key', () => {
       expect((await fetch(`${keyed.url}/metrics`)).status).toBe(200);
     } finally {
       await keyed.close();
-    }
-  });
-});
-
-describe('a pipeline without requestLogitsPlugin', () => {
-  it('serves plain requests and answers 400 to penalties and logprobs, naming the field', async () => {
-    const bare = await startTestServer({ pipeline: await createPipeline({ model: testModelDir(), cacheSize: CONTEXT }) });
-    try {
-      const ask = (extra: Record<string, unknown>) => post(`${bare.url}/v1/chat/completions`, { model: MODEL_ID, messages: [{ role: 'user', content: 'x' }], max_tokens: 2, ...extra });
-      expect((await ask({})).status).toBe(200);
-      for (const [field, value] of [['presence_penalty', 1], ['frequency_penalty', 1], ['logit_bias', { '5': 1 }], ['logprobs', true]] as const) {
-        const r = await ask({ [field]: value });
-        expect(r.status).toBe(400);
-        expect(r.json).toMatchObject({ error: { param: field, message: expect.stringMatching(/not supported/) } });
-      }
-    } finally {
-      await bare.close();
     }
   });
 });

@@ -3,8 +3,7 @@
  * (with their logprobs when asked for), the metrics, and the slot given back however it ends.
  */
 import type { FinishReason, GenerationResult, LitheTokenizer, TokenEvent } from '@lithe/core';
-import { invalidRequest } from './openai-errors.js';
-import { hasRequestLogits, tokenLogprob, withRequestLogits, type RequestLogits, type TokenLogprob } from './request-logits.js';
+import { requestLogitsProcessors, type TokenLogprob } from './request-logits.js';
 import type { SamplingRequest } from './request-schema.js';
 import type { ServerState } from './state.js';
 
@@ -23,20 +22,6 @@ export interface RunOptions {
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** A 400 when the request needs the request-logits plugin and the pipeline was built without it. */
-export function checkSupported(state: ServerState, request: SamplingRequest): void {
-  if (state.pipeline && hasRequestLogits(state.pipeline)) return;
-  const needs: [boolean, string][] = [
-    [request.presencePenalty !== 0, 'presence_penalty'],
-    [request.frequencyPenalty !== 0, 'frequency_penalty'],
-    [request.logitBias !== null, 'logit_bias'],
-    [request.logprobs !== null, 'logprobs'],
-  ];
-  for (const [needed, param] of needs) {
-    if (needed) throw invalidRequest(`'${param}' is not supported by this server's pipeline (it was created without requestLogitsPlugin()).`, param);
-  }
-}
-
 /** OpenAI's finish reasons: an aborted generation (client gone, server stopping) reads as 'stop'. */
 export function openAIFinishReason(reason: FinishReason): 'stop' | 'length' {
   return reason === 'length' ? 'length' : 'stop';
@@ -47,21 +32,13 @@ export async function runGeneration(o: RunOptions, release: () => void): Promise
   const { state, request } = o;
   const pipeline = state.pipeline!;
   const metrics = state.metrics;
-  const settings: RequestLogits = {
-    promptLength: o.promptIds.length,
-    presencePenalty: request.presencePenalty,
-    frequencyPenalty: request.frequencyPenalty,
-    logitBias: request.logitBias,
-    keepLogits: request.logprobs !== null,
-    lastLogits: null,
-  };
   const controller = new AbortController();
   const abort = () => controller.abort();
   o.signal.addEventListener('abort', abort, { once: true });
   state.controllers.add(controller);
   let outcome: 'stop' | 'length' | 'abort' | 'error' = 'error';
   try {
-    const result = await withRequestLogits(settings, async () => {
+    const result = await (async () => {
       const generation = pipeline.generate(o.promptIds, {
         maxTokens: o.maxTokens,
         temperature: request.temperature,
@@ -72,6 +49,8 @@ export async function runGeneration(o: RunOptions, release: () => void): Promise
         seed: request.seed,
         stop: request.stop,
         signal: controller.signal,
+        logitsProcessors: requestLogitsProcessors(request, o.promptIds.length),
+        logprobs: request.logprobs ?? undefined,
       });
       let last = 0;
       for await (const event of generation) {
@@ -81,14 +60,14 @@ export async function runGeneration(o: RunOptions, release: () => void): Promise
           else metrics.itl.observe((now - last) / 1000);
           last = now;
         }
-        const lp = event.id !== null && settings.lastLogits ? tokenLogprob(settings.lastLogits, event.id, request.logprobs ?? 0) : null;
+        const lp = event.id !== null && event.logprob !== undefined ? { id: event.id, logprob: event.logprob, top: event.topLogprobs ?? [] } : null;
         await o.onToken(event, lp);
         // On the CPU backend a decode step can finish without a macrotask: give the event loop a
         // turn per token so writes reach the socket as they happen and other requests progress.
         await yieldToEventLoop();
       }
       return generation.result;
-    });
+    })();
     outcome = result.finishReason;
     metrics.promptTokens += result.promptTokens;
     metrics.generationTokens += result.completionTokens;

@@ -5,7 +5,6 @@
 import { basename, resolve } from 'node:path';
 import { createPipeline, type LithePlugin, type PipelineOptions } from '@lithe/core';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { requestLogitsPlugin } from './request-logits.js';
 import { createServer } from './server.js';
 
 export interface StartServerOptions {
@@ -64,7 +63,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         backend,
         dtype: options.dtype,
         cacheSize: options.cacheSize,
-        plugins: [...(options.plugins ?? []), requestLogitsPlugin()],
+        plugins: options.plugins,
         onProgress: options.onProgress,
       }),
   });

@@ -10,7 +10,7 @@ import { modelLoading, modelNotFound, OpenAIError, internalError } from '../open
 import { completionBudget } from '../prompt.js';
 import type { TokenLogprob } from '../request-logits.js';
 import type { SamplingRequest } from '../request-schema.js';
-import { checkSupported, runGeneration } from '../run-generation.js';
+import { runGeneration } from '../run-generation.js';
 import { SseWriter } from '../sse.js';
 import type { ServerState } from '../state.js';
 import type { Pipeline } from '@lithe/core';
@@ -82,7 +82,6 @@ export async function serveGeneration<R extends SamplingRequest>(
   const arrival = performance.now();
   const pipeline = loadedPipeline(state);
   checkModel(state, body.model);
-  checkSupported(state, body);
   const promptIds = format.promptIds(pipeline, body);
   const maxTokens = completionBudget(pipeline, promptIds.length, body.maxTokens, format.promptParam);
 

@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { createPipeline, definePlugin, type LithePlugin, type Pipeline } from '@lithe/core';
 import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
-import { requestLogitsPlugin } from '../request-logits.js';
 import { createServer, type CreateServerOptions } from '../server.js';
 import { writeRandomModel } from './random-model.js';
 
@@ -36,7 +35,7 @@ export const slowDecode = definePlugin((ms: number) => ({
 }));
 
 export function loadTestPipeline(plugins: LithePlugin[] = []): Promise<Pipeline> {
-  return createPipeline({ model: testModelDir(), cacheSize: CONTEXT, plugins: [...plugins, requestLogitsPlugin()] });
+  return createPipeline({ model: testModelDir(), cacheSize: CONTEXT, plugins });
 }
 
 export interface TestServer {

@@ -1,4 +1,5 @@
 import type { MemorySnapshot } from '../backend/memory.js';
+import type { TokenLogprob } from './logprobs.js';
 
 export type FinishReason = 'stop' | 'length' | 'abort';
 
@@ -9,6 +10,10 @@ export interface TokenEvent {
   id: number | null;
   /** Text this token completes; '' while a multi-byte character or a possible stop string is pending. */
   text: string;
+  /** With the `logprobs` option: the token's log-probability (after logits processors, before temperature). */
+  logprob?: number;
+  /** With `logprobs: n`: the n most likely tokens at this step, most likely first. */
+  topLogprobs?: TokenLogprob[];
 }
 
 export interface GenerationTimings {

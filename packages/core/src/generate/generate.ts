@@ -2,11 +2,16 @@ import type { KVCache } from '../kv-cache/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { DecodeState, DecodeStep } from '../plugin/types.js';
 import type { FinishReason, GenerationResult, PipelineEvents, TokenEvent } from './events.js';
+import { logprobsOf, type TokenLogprobs } from './logprobs.js';
 import { Sampler, type SamplingOptions } from './sampling.js';
 import { StopStringMatcher } from './stopping.js';
 import { TokenTextStream, type TokenDecoder } from './text-stream.js';
 
 export interface GenerateOptions extends SamplingOptions {
+  /** Logits processors for this generation only, run after the plugins' and before sampling. */
+  logitsProcessors?: ((logits: Float32Array, tokens: readonly number[]) => void)[];
+  /** Report each token's log-probability and this many alternatives (0–20) on its event. */
+  logprobs?: number;
   /** Most tokens to generate (default 256). */
   maxTokens?: number;
   /** Generation ends before any of these strings; they are not part of the text. */
@@ -40,10 +45,17 @@ function logitsReader(model: LlamaModel, cache: KVCache): DecodeState['forward']
 }
 
 /** The plain decode step: feed the last token, choose the next one. */
-export const defaultDecodeStep: DecodeStep = async (state) => {
-  const logits = await state.forward([state.tokens[state.tokens.length - 1]]);
-  return [state.sample(logits)];
-};
+export const defaultDecodeStep: DecodeStep = async (state) => [await state.next([state.tokens[state.tokens.length - 1]])];
+
+/**
+ * Greedy decoding where the backend prefers it (a GPU): the argmax runs on the device and 4 bytes are
+ * read back instead of the logits. Only used when nothing else looks at the logits, so the tokens
+ * are those `sample` would choose.
+ */
+function deviceArgmax(model: LlamaModel, cache: KVCache): (ids: readonly number[]) => Promise<number> {
+  const id = new Int32Array(1);
+  return async (ids) => (await model.backend.read(model.forwardArgmax(Int32Array.from(ids), cache), id))[0];
+}
 
 /**
  * Prefill, then decode token by token, as an async iterator of token events. The generator's
@@ -60,16 +72,31 @@ export async function* generateTokens(ctx: GenerationContext, promptIds: readonl
 
   const { model, cache } = ctx;
   const sampler = new Sampler(opts, model.config.vocabSize);
+  const processors = [...(ctx.processLogits ? [ctx.processLogits] : []), ...(opts.logitsProcessors ?? [])];
+  const topLogprobs = opts.logprobs;
+  if (topLogprobs !== undefined && !(Number.isSafeInteger(topLogprobs) && topLogprobs >= 0 && topLogprobs <= 20)) {
+    throw new RangeError(`logprobs must be an integer from 0 to 20, got ${topLogprobs}`);
+  }
+  // Log-probabilities of sampled tokens, in sampling order, until their events are made.
+  const logprobs: TokenLogprobs[] = [];
   const tokens = [...promptIds];
+  const forward = logitsReader(model, cache);
+  const sample = (logits: Float32Array) => {
+    for (const p of processors) p(logits, tokens);
+    const id = sampler.sample(logits, tokens);
+    if (topLogprobs !== undefined) logprobs.push(logprobsOf(logits, id, topLogprobs));
+    return id;
+  };
+  const b = model.backend;
+  const onDevice =
+    b.preferDeviceSampling && sampler.temperature === 0 && sampler.repetitionPenalty === 1 && processors.length === 0 && topLogprobs === undefined && b.supportsOp('argmax');
   const state: DecodeState = {
     model,
     cache,
     tokens,
-    forward: logitsReader(model, cache),
-    sample: (logits) => {
-      ctx.processLogits?.(logits, tokens);
-      return sampler.sample(logits, tokens);
-    },
+    forward,
+    sample,
+    next: onDevice ? deviceArgmax(model, cache) : async (ids) => sample(await forward(ids)),
   };
   const eos = opts.stopOnEos === false ? [] : ctx.tokenizer.eosTokenIds;
   const text = new TokenTextStream(ctx.tokenizer, { contextIds: promptIds.slice(-4) });
@@ -79,7 +106,7 @@ export async function* generateTokens(ctx: GenerationContext, promptIds: readonl
   let finish: FinishReason = 'length';
 
   const start = performance.now();
-  const first = maxTokens > 0 && !opts.signal?.aborted ? [state.sample(await state.forward(promptIds))] : [];
+  const first = maxTokens > 0 && !opts.signal?.aborted ? [await state.next(promptIds)] : [];
   const prefillMs = performance.now() - start;
   ctx.emit('prefill', { promptTokens: promptIds.length, ms: prefillMs });
 
@@ -91,6 +118,7 @@ export async function* generateTokens(ctx: GenerationContext, promptIds: readonl
   let decodeTokens = 0;
   outer: while (pending.length > 0) {
     for (const id of pending) {
+      const lp = logprobs.shift();
       if (eos.includes(id)) {
         finish = 'stop';
         break outer;
@@ -101,6 +129,7 @@ export async function* generateTokens(ctx: GenerationContext, promptIds: readonl
       const last = r.stopped || generated.length >= maxTokens;
       if (r.stopped) finish = 'stop';
       const event: TokenEvent = { index: generated.length - 1, id, text: last ? r.emit + tail() : r.emit };
+      if (lp) [event.logprob, event.topLogprobs] = [lp.logprob, lp.top];
       out += event.text;
       ctx.emit('token', event);
       yield event;

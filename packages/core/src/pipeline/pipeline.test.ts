@@ -117,6 +117,32 @@ describe('generation', () => {
   });
 });
 
+describe('per-generation options', () => {
+  it('runs logits processors for that generation only', async () => {
+    const forced = await pipeline.generate(PROMPT, { temperature: 0, maxTokens: 3, stopOnEos: false, logitsProcessors: [(l) => ((l.fill(-Infinity), (l[777] = 0)), undefined)] }).result;
+    expect(forced.tokenIds).toEqual([777, 777, 777]);
+    const plain = await pipeline.generate(PROMPT, { temperature: 0, maxTokens: 3, stopOnEos: false }).result;
+    expect(plain.tokenIds).toEqual(await manualGreedy(3));
+  });
+
+  it('reports log-probabilities of the chosen tokens and the top alternatives', async () => {
+    const events = [];
+    for await (const ev of pipeline.generate(PROMPT, { temperature: 0, maxTokens: 2, stopOnEos: false, logprobs: 3 })) events.push(ev);
+    const cache = pipeline.createCache(64);
+    const logits = (await pipeline.backend.read(pipeline.model.forward(Int32Array.from(pipeline.encode(PROMPT)), cache))) as Float32Array;
+    cache.dispose();
+    const row = Array.from(logits);
+    const m = Math.max(...row);
+    const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+    const order = row.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]);
+    expect(events[0].logprob).toBeCloseTo(m - lse, 5); // greedy picks the most likely token
+    expect(events[0].topLogprobs!.map((t) => t.id)).toEqual(order.slice(0, 3).map(([, i]) => i));
+    expect(events[0].topLogprobs![2].logprob).toBeCloseTo(order[2][0] - lse, 5);
+    expect(events[1].topLogprobs).toHaveLength(3);
+    await expect(pipeline.generate(PROMPT, { maxTokens: 2, logprobs: 21 }).result).rejects.toThrow(/logprobs must be an integer from 0 to 20/);
+  });
+});
+
 describe('model defaults', () => {
   it('reads sampling defaults from generation_config.json', async () => {
     const withDefaults = tinyModel();

@@ -26,6 +26,11 @@ export interface DecodeState {
   forward(ids: readonly number[], logits?: 'last' | 'all'): Promise<Float32Array>;
   /** Logits processors, then the sampler: the pipeline's way of choosing a token. */
   sample(logits: Float32Array): number;
+  /**
+   * Runs the model on `ids` and chooses the next token: `sample(await forward(ids))`, or the argmax
+   * taken on the device where the backend prefers that and nothing else needs the logits.
+   */
+  next(ids: readonly number[]): Promise<number>;
 }
 
 /** Produces the next token(s); speculative decoding returns several per step. */
