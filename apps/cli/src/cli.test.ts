@@ -228,3 +228,27 @@ describe('errors', () => {
     expect(r.stderr).toContain("required option '-m, --model <dir>' not specified");
   });
 });
+
+describe('serve', () => {
+  it('serves the model until SIGTERM, then drains and exits 0', async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [BIN, 'serve', '--model', model, '--port', '0', '--quiet', '--backend', 'cpu'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /listening on (\S+)/.exec(stderr);
+        if (m && stderr.includes('model loaded')) resolve(m[1]);
+      });
+      child.on('exit', (code) => reject(new Error(`serve exited early (${code}): ${stderr}`)));
+    });
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(models.data.map((m) => m.id)).toEqual(['model']);
+    const completion = (await (await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'model', prompt: PROMPT, max_tokens: 4, temperature: 0 }) })).json()) as { usage: { completion_tokens: number } };
+    expect(completion.usage.completion_tokens).toBe(4);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});

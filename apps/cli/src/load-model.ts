@@ -1,7 +1,7 @@
 import { createPipeline, type Pipeline } from '@lithe/core';
 import { nodeModelFiles } from '@lithe/core/node';
 import { formatBytes } from './format.js';
-import { backendOf, type LoadFlags } from './options.js';
+import { pipelineOptions, type LoadFlags } from './options.js';
 import { progressBar } from './progress.js';
 
 /** Loads the model of `--model` with the load flags, showing a progress bar over the weight bytes. */
@@ -9,9 +9,7 @@ export async function loadModel(flags: LoadFlags, overrides: { cacheSize?: numbe
   const bar = progressBar('loading', formatBytes);
   try {
     return await createPipeline({
-      model: flags.model,
-      backend: backendOf(flags),
-      dtype: flags.dtype,
+      ...pipelineOptions(flags),
       cacheSize: overrides.cacheSize ?? flags.cacheSize,
       onProgress: (loaded, total) => bar.update(loaded, total),
     });
@@ -25,6 +23,8 @@ export async function loadModel(flags: LoadFlags, overrides: { cacheSize?: numbe
  * weights load), or null when absent.
  */
 export async function readModelJson(dir: string, name: string): Promise<Record<string, unknown> | null> {
+  // A GGUF file carries its metadata inside; the loader reads it.
+  if (/\.gguf$/i.test(dir)) return null;
   const files = nodeModelFiles(dir);
   if (!(await files.has(name))) return null;
   const text = await files.readText(name);

@@ -3,7 +3,7 @@
  * throws an error naming the option and the accepted range, e.g. `--top-p must be in (0, 1], got 2`.
  */
 import { Option, type Command } from 'commander';
-import type { GenerateOptions, PipelineOptions, SamplingOptions } from '@lithe/core';
+import { BACKEND_CHOICES, type BackendChoice, type GenerateOptions, type PipelineOptions, type SamplingOptions } from '@lithe/core';
 
 function toNumber(flag: string, raw: string): number {
   const v = Number(raw);
@@ -32,7 +32,8 @@ export function integerAtLeast(flag: string, min?: number): (raw: string) => num
 
 export interface LoadFlags {
   model: string;
-  backend: 'cpu' | 'auto';
+  backend: BackendChoice;
+  threads?: number;
   dtype: 'auto' | 'f32' | 'f16' | 'bf16';
   cacheSize?: number;
 }
@@ -41,15 +42,16 @@ export interface LoadFlags {
 export function addLoadOptions(cmd: Command, { cacheSize = true } = {}): Command {
   cmd
     .requiredOption('-m, --model <dir>', 'Hugging Face model directory (config.json, tokenizer.json, *.safetensors)')
-    .addOption(new Option('--backend <name>', 'compute backend; auto picks the best available').choices(['cpu', 'auto']).default('auto'))
+    .addOption(new Option('--backend <name>', 'compute backend; auto takes WebGPU when an adapter exists, else the CPU').choices([...BACKEND_CHOICES]).default('auto'))
+    .option('--threads <n>', 'threads of the wasm backend (default: the physical cores)', integerAtLeast('--threads', 1))
     .addOption(new Option('--dtype <dtype>', 'storage dtype of the weight matrices; auto keeps the file\'s').choices(['auto', 'f32', 'f16', 'bf16']).default('auto'));
   if (cacheSize) cmd.option('--cache-size <n>', 'tokens the KV cache holds (prompt + completion); default min(context length, 4096)', integerAtLeast('--cache-size', 1));
   return cmd;
 }
 
-/** The backend option as createPipeline takes it: only the CPU backend exists today. */
-export function backendOf(flags: LoadFlags): NonNullable<PipelineOptions['backend']> {
-  return flags.backend === 'auto' ? 'cpu' : flags.backend;
+/** The createPipeline options the load flags stand for (the model, backend, dtype, cache, plugins). */
+export function pipelineOptions(flags: LoadFlags): PipelineOptions & { model: string } {
+  return { model: flags.model, backend: flags.backend, threads: flags.threads, dtype: flags.dtype, cacheSize: flags.cacheSize, plugins: [] };
 }
 
 export interface SamplingFlags {

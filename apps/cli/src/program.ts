@@ -2,9 +2,12 @@ import { Command } from 'commander';
 import pkg from '../package.json' with { type: 'json' };
 import { benchCommand } from './commands/bench.js';
 import { chatCommand } from './commands/chat.js';
+import { convertCommand } from './commands/convert.js';
 import { generateCommand } from './commands/generate.js';
 import { inspectCommand } from './commands/inspect.js';
 import { perplexityCommand } from './commands/perplexity.js';
+import { quantizeCommand } from './commands/quantize.js';
+import { serveCommand } from './commands/serve.js';
 
 export function buildProgram(): Command {
   return new Command('lithe')
@@ -15,5 +18,8 @@ export function buildProgram(): Command {
     .addCommand(chatCommand())
     .addCommand(perplexityCommand())
     .addCommand(benchCommand())
-    .addCommand(inspectCommand());
+    .addCommand(inspectCommand())
+    .addCommand(serveCommand())
+    .addCommand(quantizeCommand())
+    .addCommand(convertCommand());
 }
