@@ -1,0 +1,165 @@
+import type { Backend, KVCache, KVCacheLayer, KVCacheSpec, Tensor } from '@lithe/core';
+import type { KvQuantFormat } from './format.js';
+import { quantizeRow } from './quantize.js';
+import { quantizeWebGpu, WEBGPU_MAX_HEAD_DIM } from './kernels/webgpu.js';
+
+/**
+ * One layer of a quantized cache: K and V codes [capacity, nKVHeads * headDim * bits / 8] and their
+ * f16 parameters [capacity, nKVHeads * paramsPerHead] (scale, zero per KV head). It exposes no dense
+ * `keys`/`values`, so only an attention kernel of its `kind` can read it.
+ */
+export class QuantizedKVLayer implements KVCacheLayer {
+  readonly kind: string;
+  length = 0;
+
+  constructor(
+    readonly format: KvQuantFormat,
+    readonly nKVHeads: number,
+    readonly headDim: number,
+    readonly keyCodes: Tensor,
+    readonly valueCodes: Tensor,
+    readonly keyParams: Tensor,
+    readonly valueParams: Tensor,
+  ) {
+    this.kind = format.kind;
+  }
+
+  get tensors(): Tensor[] {
+    return [this.keyCodes, this.valueCodes, this.keyParams, this.valueParams];
+  }
+}
+
+export function isQuantizedLayer(layer: KVCacheLayer): layer is QuantizedKVLayer {
+  return layer instanceof QuantizedKVLayer;
+}
+
+/**
+ * A KV cache stored in int8 or int4 from the start: every tensor is allocated once, in its quantized
+ * dtype, at the size the pipeline asks for, and no full-precision copy of the cache ever exists.
+ * Keys and values are quantized per token and per KV head as they are written.
+ */
+export class QuantizedKVCache implements KVCache {
+  readonly kind: string;
+  readonly capacity: number;
+  readonly nLayers: number;
+  readonly format: KvQuantFormat;
+  private readonly layers: QuantizedKVLayer[];
+  private readonly nKVHeads: number;
+  private readonly headDim: number;
+  private readonly width: number;
+  private committed = 0;
+
+  constructor(spec: KVCacheSpec, format: KvQuantFormat) {
+    if (!(Number.isSafeInteger(spec.capacity) && spec.capacity > 0)) throw new RangeError(`KV cache size must be a positive integer, got ${spec.capacity}`);
+    const where = spec.backend.name;
+    // The wasm backend's tensors are typed-array views like the CPU's, so the CPU code runs on them.
+    if (where !== 'cpu' && where !== 'wasm' && where !== 'webgpu') {
+      throw new Error(`kv-quant: the '${where}' backend has no quantized KV kernels yet; use the cpu, wasm or webgpu backend, or drop kvQuant()`);
+    }
+    if (format.bits === 4 && spec.headDim % 2 !== 0) throw new Error(`kv-quant: int4 packs two values per byte and needs an even head dimension, got ${spec.headDim}`);
+    if (where === 'webgpu') {
+      // Codes and f16 parameters are read and written as whole 32-bit words.
+      if (spec.headDim % 8 !== 0 || spec.headDim > WEBGPU_MAX_HEAD_DIM) throw new Error(`kv-quant (webgpu): the head dimension must be a multiple of 8 up to ${WEBGPU_MAX_HEAD_DIM}, got ${spec.headDim}`);
+      if ((spec.nKVHeads * format.paramsPerHead) % 2 !== 0 || spec.nKVHeads > 64) {
+        throw new Error(`kv-quant (webgpu): ${spec.nKVHeads} KV heads with ${format.mode} parameters do not fill whole 32-bit words; use mode 'asymmetric'`);
+      }
+    }
+    this.kind = format.kind;
+    this.format = format;
+    this.capacity = spec.capacity;
+    this.nLayers = spec.nLayers;
+    this.nKVHeads = spec.nKVHeads;
+    this.headDim = spec.headDim;
+    this.width = spec.nKVHeads * spec.headDim;
+    const b: Backend = spec.backend;
+    const codeShape = [spec.capacity, (this.width * format.bits) / 8];
+    const codeType = format.bits === 8 && format.mode === 'symmetric' ? 'i8' : 'u8';
+    const paramShape = [spec.capacity, spec.nKVHeads * format.paramsPerHead];
+    this.layers = Array.from(
+      { length: spec.nLayers },
+      () =>
+        new QuantizedKVLayer(
+          format,
+          spec.nKVHeads,
+          spec.headDim,
+          b.allocate(codeShape, codeType, 'kv'),
+          b.allocate(codeShape, codeType, 'kv'),
+          b.allocate(paramShape, 'f16', 'kv'),
+          b.allocate(paramShape, 'f16', 'kv'),
+        ),
+    );
+  }
+
+  get length(): number {
+    return this.committed;
+  }
+
+  /** Exact bytes held: codes, scales and zeros of every layer. */
+  get bytes(): number {
+    return this.layers.reduce((sum, l) => sum + l.tensors.reduce((s, t) => s + t.byteLength, 0), 0);
+  }
+
+  layer(index: number): QuantizedKVLayer {
+    return this.layers[index];
+  }
+
+  write(layer: number, keys: Tensor, values: Tensor): void {
+    const l = this.layers[layer];
+    if (!l) throw new RangeError(`KV cache has ${this.nLayers} layers, no layer ${layer}`);
+    const tokens = keys.size / this.width;
+    if (!Number.isInteger(tokens) || values.size !== keys.size) {
+      throw new Error(`KV cache write: keys ${keys.size} and values ${values.size} values are not whole rows of ${this.width}`);
+    }
+    if (this.committed + tokens > this.capacity) {
+      throw new RangeError(`KV cache is full: ${this.committed} + ${tokens} tokens exceed its size of ${this.capacity}; raise the cache size`);
+    }
+    if (keys.backend.name === 'webgpu') {
+      quantizeWebGpu(this.format, keys, l.keyCodes, l.keyParams, this.committed, this.nKVHeads, this.headDim);
+      quantizeWebGpu(this.format, values, l.valueCodes, l.valueParams, this.committed, this.nKVHeads, this.headDim);
+    } else {
+      this.quantizeInto(keys, l.keyCodes, l.keyParams);
+      this.quantizeInto(values, l.valueCodes, l.valueParams);
+    }
+    l.length = this.committed + tokens;
+  }
+
+  private quantizeInto(src: Tensor, codes: Tensor, params: Tensor): void {
+    if (src.dtype !== 'f32') throw new Error(`kv-quant: keys and values must be f32, got ${src.dtype}`);
+    const x = src.handle as Float32Array;
+    const c = codes.handle as Uint8Array | Int8Array;
+    const p = params.handle as Uint16Array;
+    const { headDim: D, nKVHeads: H, width, format } = this;
+    const rowBytes = (width * format.bits) / 8;
+    const headBytes = (D * format.bits) / 8;
+    const pp = format.paramsPerHead;
+    const tokens = src.size / width;
+    for (let t = 0; t < tokens; t++) {
+      const pos = this.committed + t;
+      for (let h = 0; h < H; h++) {
+        quantizeRow(format, x, t * width + h * D, D, c, pos * rowBytes + h * headBytes, p, (pos * H + h) * pp);
+      }
+    }
+  }
+
+  commit(tokens: number): void {
+    const next = this.committed + tokens;
+    for (const l of this.layers) if (l.length !== next) throw new Error(`KV cache commit of ${tokens} tokens, but a layer holds ${l.length - this.committed}`);
+    this.committed = next;
+  }
+
+  truncate(length: number): void {
+    if (!(Number.isSafeInteger(length) && length >= 0 && length <= this.committed)) {
+      throw new RangeError(`cannot truncate the KV cache to ${length} tokens: it holds ${this.committed}`);
+    }
+    this.committed = length;
+    for (const l of this.layers) l.length = length;
+  }
+
+  reset(): void {
+    this.truncate(0);
+  }
+
+  dispose(): void {
+    for (const l of this.layers) for (const t of l.tensors) t.dispose();
+  }
+}
