@@ -154,6 +154,27 @@ describe('bench', () => {
     // The cache holds prompt + generated tokens.
     expect(r.kv_bytes).toBe(512 * 24);
   });
+
+  it('--kv-quant int8 and --cache-size size the quantized cache', async () => {
+    const r = await json(['bench', '-m', model, '--prompt-tokens', '16', '--gen-tokens', '8', '--kv-quant', 'int8', '--cache-size', '64']);
+    // 2 layers × K and V × 2 KV heads × (16 one-byte codes + f16 scale + f16 zero) per token.
+    expect(r).toMatchObject({ kv_cache: 'int8', kv_bytes: 64 * 2 * 2 * 2 * (16 + 4) });
+    const small = await lithe(['bench', '-m', model, '--prompt-tokens', '16', '--gen-tokens', '8', '--cache-size', '20']);
+    expect(small.code).toBe(1);
+    expect(small.stderr).toMatch(/--cache-size 20 is smaller than the prompt and generated tokens \(24 tokens\)/);
+  });
+});
+
+describe('--kv-quant', () => {
+  it('generate and perplexity run on a quantized cache close to the f32 one', async () => {
+    const g = await json(['generate', '-m', model, '-p', PROMPT, '-t', '0', '-n', '4', '--kv-quant', 'int8']);
+    expect(g.completion_tokens).toBe(4);
+    const file = join(root, 'kvq.txt');
+    writeFileSync(file, 'It was a bright cold day in April, and the clocks were striking thirteen.');
+    const [fp, q] = [await json(['perplexity', '-m', model, '-f', file, '-c', '16']), await json(['perplexity', '-m', model, '-f', file, '-c', '16', '--kv-quant', 'int8'])];
+    expect(q.tokens).toBe(fp.tokens);
+    expect(Math.abs((q.perplexity as number) / (fp.perplexity as number) - 1)).toBeLessThan(0.05);
+  });
 });
 
 describe('chat', () => {

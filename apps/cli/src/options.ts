@@ -3,7 +3,8 @@
  * throws an error naming the option and the accepted range, e.g. `--top-p must be in (0, 1], got 2`.
  */
 import { Option, type Command } from 'commander';
-import { BACKEND_CHOICES, type BackendChoice, type GenerateOptions, type PipelineOptions, type SamplingOptions } from '@lithe/core';
+import { BACKEND_CHOICES, type BackendChoice, type GenerateOptions, type LithePlugin, type PipelineOptions, type SamplingOptions } from '@lithe/core';
+import { KV_QUANT_FLAG_VALUES, kvQuant, parseKvQuantFlag } from '@lithe/kv-quant';
 
 function toNumber(flag: string, raw: string): number {
   const v = Number(raw);
@@ -36,22 +37,34 @@ export interface LoadFlags {
   threads?: number;
   dtype: 'auto' | 'f32' | 'f16' | 'bf16';
   cacheSize?: number;
+  kvQuant?: string;
 }
 
-/** --model, --backend, --dtype and (optionally) --cache-size: how the model is loaded. */
-export function addLoadOptions(cmd: Command, { cacheSize = true } = {}): Command {
+/** --model, --backend, --dtype, --cache-size and --kv-quant: how the model is loaded. */
+export function addLoadOptions(cmd: Command): Command {
   cmd
     .requiredOption('-m, --model <dir>', 'Hugging Face model directory (config.json, tokenizer.json, *.safetensors)')
     .addOption(new Option('--backend <name>', 'compute backend; auto takes WebGPU when an adapter exists, else the CPU').choices([...BACKEND_CHOICES]).default('auto'))
     .option('--threads <n>', 'threads of the wasm backend (default: the physical cores)', integerAtLeast('--threads', 1))
     .addOption(new Option('--dtype <dtype>', 'storage dtype of the weight matrices; auto keeps the file\'s').choices(['auto', 'f32', 'f16', 'bf16']).default('auto'));
-  if (cacheSize) cmd.option('--cache-size <n>', 'tokens the KV cache holds (prompt + completion); default min(context length, 4096)', integerAtLeast('--cache-size', 1));
+  cmd.option('--cache-size <n>', 'tokens each KV cache holds, allocated once (prompt + completion); default min(context length, 4096)', integerAtLeast('--cache-size', 1));
+  cmd.addOption(new Option('--kv-quant <type>', 'quantize the KV cache (int8/int4: asymmetric per token and head; -sym: absmax)').choices([...KV_QUANT_FLAG_VALUES]));
   return cmd;
 }
 
 /** The createPipeline options the load flags stand for (the model, backend, dtype, cache, plugins). */
-export function pipelineOptions(flags: LoadFlags): PipelineOptions & { model: string } {
-  return { model: flags.model, backend: flags.backend, threads: flags.threads, dtype: flags.dtype, cacheSize: flags.cacheSize, plugins: [] };
+export function pipelineOptions(flags: LoadFlags): PipelineOptions & { model: string; plugins: LithePlugin[] } {
+  const plugins: LithePlugin[] = [];
+  const kv = flags.kvQuant ? parseKvQuantFlag(flags.kvQuant) : null;
+  if (kv) plugins.push(kvQuant(kv));
+  return { model: flags.model, backend: flags.backend, threads: flags.threads, dtype: flags.dtype, cacheSize: flags.cacheSize, plugins };
+}
+
+/** A cache size a command needs at least: --cache-size when given (checked), else exactly `needed`. */
+export function cacheSizeFor(flags: LoadFlags, needed: number, what: string): number {
+  if (flags.cacheSize === undefined) return needed;
+  if (flags.cacheSize < needed) throw new Error(`--cache-size ${flags.cacheSize} is smaller than ${what} (${needed} tokens)`);
+  return flags.cacheSize;
 }
 
 export interface SamplingFlags {

@@ -1,9 +1,9 @@
 import { basename, resolve } from 'node:path';
 import { Command } from 'commander';
-import { kvBytesPerToken, parameterCount, type Pipeline } from '@lithe/core';
+import { parameterCount, type Pipeline } from '@lithe/core';
 import { formatBytes, formatCount, formatNumber, formatTable, printJson } from '../format.js';
 import { loadModel } from '../load-model.js';
-import { addLoadOptions, integerAtLeast, type LoadFlags } from '../options.js';
+import { addLoadOptions, cacheSizeFor, integerAtLeast, type LoadFlags } from '../options.js';
 
 interface Flags extends LoadFlags {
   promptTokens: number;
@@ -22,7 +22,7 @@ const WARMUP_TOKENS = 4;
 
 export function benchCommand(): Command {
   const cmd = new Command('bench').description('measure prefill and decode speed and memory with a fixed-length prompt, greedy');
-  addLoadOptions(cmd, { cacheSize: false });
+  addLoadOptions(cmd);
   return cmd
     .option('--prompt-tokens <n>', 'prompt length in tokens, BOS included', integerAtLeast('--prompt-tokens', 1), 128)
     .option('--gen-tokens <n>', 'tokens to generate (EOS does not stop the run)', integerAtLeast('--gen-tokens', 1), 64)
@@ -41,7 +41,7 @@ export function benchPrompt(pipeline: Pipeline, n: number): number[] {
 }
 
 async function run(flags: Flags): Promise<void> {
-  const pipeline = await loadModel(flags, { cacheSize: flags.promptTokens + flags.genTokens });
+  const pipeline = await loadModel(flags, { cacheSize: cacheSizeFor(flags, flags.promptTokens + flags.genTokens, 'the prompt and generated tokens') });
   try {
     const prompt = benchPrompt(pipeline, flags.promptTokens);
     const greedy = { temperature: 0, stopOnEos: false };
@@ -52,14 +52,16 @@ async function run(flags: Flags): Promise<void> {
     const weightBytes = pipeline.model.weightBytes;
     // The idle cache stays allocated after the run; its bytes are the KV cache's size.
     const kvBytes = pipeline.backend.memory.snapshot().current.kv;
-    // Decode step j (1..gen-1) reads the keys and values of prompt + j tokens: on average prompt + gen/2.
-    const kvReadPerToken = kvBytesPerToken(c) * (flags.promptTokens + flags.genTokens / 2);
+    // Decode step j (1..gen-1) reads the keys and values of prompt + j tokens: on average prompt + gen/2,
+    // at the cache's own bytes per token (quantized caches included).
+    const kvReadPerToken = (kvBytes / pipeline.cacheSize) * (flags.promptTokens + flags.genTokens / 2);
     const t = r.timings;
     const report = {
       model: basename(resolve(flags.model)),
       model_type: c.modelType,
       backend: pipeline.backend.name,
       dtype: pipeline.model.embed.dtype,
+      kv_cache: flags.kvQuant ?? 'f32',
       params: parameterCount(c),
       prompt_tokens: r.promptTokens,
       gen_tokens: r.completionTokens,
@@ -82,7 +84,7 @@ async function run(flags: Flags): Promise<void> {
         ['prefill', `${formatNumber(report.prefill_tok_s, 1)} tok/s`],
         ['decode', `${formatNumber(report.decode_tok_s, 2)} tok/s`],
         ['weights', formatBytes(report.weight_bytes)],
-        ['KV cache', formatBytes(report.kv_bytes)],
+        ['KV cache', `${formatBytes(report.kv_bytes)} (${report.kv_cache}, ${pipeline.cacheSize} tokens)`],
         ['peak memory', formatBytes(report.peak_memory_bytes)],
         ['achieved bandwidth', `${formatNumber(report.achieved_gb_s, 2)} GB/s (weights + KV read per decoded token)`],
       ]),

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { parseConfig } from '@lithe/core';
 import { formatNumber, formatTable, printJson } from '../format.js';
 import { loadModel, readModelJson } from '../load-model.js';
-import { addLoadOptions, integerAtLeast, type LoadFlags } from '../options.js';
+import { addLoadOptions, cacheSizeFor, integerAtLeast, type LoadFlags } from '../options.js';
 import { progressBar } from '../progress.js';
 
 interface Flags extends LoadFlags {
@@ -14,7 +14,7 @@ interface Flags extends LoadFlags {
 
 export function perplexityCommand(): Command {
   const cmd = new Command('perplexity').description('perplexity of a text file, in consecutive windows of --context tokens');
-  addLoadOptions(cmd, { cacheSize: false });
+  addLoadOptions(cmd);
   return cmd
     .requiredOption('-f, --file <path>', 'UTF-8 text file to score')
     .option('-c, --context <n>', 'tokens per window (default 512, at most the model\'s context length)', integerAtLeast('--context', 2))
@@ -36,7 +36,7 @@ async function run(flags: Flags): Promise<void> {
   if (context > maxContext) throw new Error(`--context ${context} exceeds the model's context length (max_position_embeddings ${maxContext})`);
 
   // The cache only needs one window.
-  const pipeline = await loadModel(flags, { cacheSize: context });
+  const pipeline = await loadModel(flags, { cacheSize: cacheSizeFor(flags, context, 'one window of --context') });
   const bar = flags.json ? null : progressBar('windows');
   try {
     const t0 = performance.now();
