@@ -5,6 +5,8 @@
 import { Option, type Command } from 'commander';
 import { BACKEND_CHOICES, type BackendChoice, type GenerateOptions, type LithePlugin, type PipelineOptions, type SamplingOptions } from '@lithe/core';
 import { KV_QUANT_FLAG_VALUES, kvQuant, parseKvQuantFlag } from '@lithe/kv-quant';
+import { nf4 } from '@lithe/nf4';
+import { readModelJson } from './model-json.js';
 
 function toNumber(flag: string, raw: string): number {
   const v = Number(raw);
@@ -52,11 +54,16 @@ export function addLoadOptions(cmd: Command): Command {
   return cmd;
 }
 
-/** The createPipeline options the load flags stand for (the model, backend, dtype, cache, plugins). */
-export function pipelineOptions(flags: LoadFlags): PipelineOptions & { model: string; plugins: LithePlugin[] } {
+/**
+ * The createPipeline options the load flags stand for (the model, backend, dtype, cache, plugins).
+ * A directory whose config.json says its weights are 4-bit bitsandbytes gets the nf4() plugin.
+ */
+export async function pipelineOptions(flags: LoadFlags): Promise<PipelineOptions & { model: string; plugins: LithePlugin[] }> {
   const plugins: LithePlugin[] = [];
   const kv = flags.kvQuant ? parseKvQuantFlag(flags.kvQuant) : null;
   if (kv) plugins.push(kvQuant(kv));
+  const config = await readModelJson(flags.model, 'config.json');
+  if ((config?.quantization_config as { quant_method?: unknown } | undefined)?.quant_method === 'bitsandbytes') plugins.push(nf4());
   return { model: flags.model, backend: flags.backend, threads: flags.threads, dtype: flags.dtype, cacheSize: flags.cacheSize, plugins };
 }
 

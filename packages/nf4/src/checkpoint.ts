@@ -14,7 +14,7 @@
  *
  * config.json carries a `quantization_config` with `quant_method: "bitsandbytes"`. Browser-safe.
  */
-import type { SafetensorsFile } from '@lithe/core';
+import type { DType } from '@lithe/core';
 import type { FourBitType } from './codebooks.js';
 import type { QuantizedTensor } from './quantize.js';
 
@@ -68,11 +68,16 @@ export function quantizedWeightNames(tensors: ReadonlyMap<string, unknown>): Map
   return out;
 }
 
-/** Whether `name` is one of the extra tensors of a quantized weight (not the weight itself). */
-export function isAuxTensor(name: string, quantized: ReadonlyMap<string, unknown>): boolean {
-  const dot = name.indexOf('.weight.');
-  return dot >= 0 && quantized.has(name.slice(0, dot + '.weight'.length));
+/** Reads tensors by name: a loader's WeightSource, or a safetensors file through `fileReader`. */
+export interface TensorReader {
+  info(name: string): { dtype: DType } | undefined;
+  read(name: string): Promise<Uint8Array>;
 }
+
+export const fileReader = (file: { tensors: ReadonlyMap<string, { dtype: DType }>; read(name: string): Promise<Uint8Array> }): TensorReader => ({
+  info: (name) => file.tensors.get(name),
+  read: (name) => file.read(name),
+});
 
 export interface QuantState {
   quant_type: FourBitType;
@@ -83,7 +88,7 @@ export interface QuantState {
   nested_offset?: number;
 }
 
-export async function readQuantState(file: SafetensorsFile, name: string, type: FourBitType): Promise<QuantState> {
+export async function readQuantState(file: TensorReader, name: string, type: FourBitType): Promise<QuantState> {
   const raw = await file.read(quantStateName(name, type));
   const state = JSON.parse(new TextDecoder().decode(raw)) as QuantState;
   if (!Array.isArray(state.shape) || typeof state.blocksize !== 'number') throw new Error(`nf4: '${quantStateName(name, type)}' lacks shape or blocksize`);
@@ -91,12 +96,13 @@ export async function readQuantState(file: SafetensorsFile, name: string, type: 
 }
 
 /** Reads a quantized weight back (the arrays are fresh copies the caller may keep). */
-export async function readQuantized(file: SafetensorsFile, name: string, type: FourBitType): Promise<QuantizedTensor> {
+export async function readQuantized(file: TensorReader, name: string, type: FourBitType): Promise<QuantizedTensor> {
   const state = await readQuantState(file, name, type);
   const t = (suffix: string) => {
-    const info = file.tensors.get(suffix ? `${name}.${suffix}` : name);
-    if (!info) throw new Error(`nf4: '${name}' is stored 4-bit but '${name}.${suffix}' is missing`);
-    return info;
+    const full = suffix ? `${name}.${suffix}` : name;
+    const info = file.info(full);
+    if (!info) throw new Error(`nf4: '${name}' is stored 4-bit but '${full}' is missing`);
+    return { name: full, dtype: info.dtype };
   };
   const read = async (suffix: string, dtype: 'u8' | 'f32') => {
     const info = t(suffix);

@@ -58,8 +58,8 @@ export class FourBitLinear implements LinearModule {
   constructor(
     readonly weights: FourBitWeights,
     backend: Backend,
-    /** Set after construction when the loader reaches the layer's bias. */
-    public bias: Tensor | null = null,
+    /** The layer's bias (Qwen2's q/k/v), owned by the module. */
+    readonly bias: Tensor | null = null,
   ) {
     this.inFeatures = weights.inFeatures;
     this.outFeatures = weights.outFeatures;

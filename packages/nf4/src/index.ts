@@ -5,5 +5,4 @@ export { linear4bitCpu } from './kernels/cpu-linear-4bit.js';
 export { linear4bitWebGpu } from './kernels/webgpu-linear-4bit.js';
 export * from './codebooks.js';
 export * from './quantize.js';
-export { quantizedEntries, readQuantized, quantizedWeightNames, type StoredTensor, type QuantState } from './checkpoint.js';
-export { openQuantizedModel, type QuantizedModel } from './prequantized.js';
+export { quantizedEntries, readQuantized, quantizedWeightNames, fileReader, type StoredTensor, type QuantState, type TensorReader } from './checkpoint.js';

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { createPipeline, loadHFDir, type Pipeline } from '@lithe/core';
 import { nodeModelFiles } from '@lithe/core/node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readQuantized } from './checkpoint.js';
+import { fileReader, readQuantized } from './checkpoint.js';
 import { FourBitLinear } from './four-bit-weights.js';
-import { openQuantizedModelDir, quantizeModelDir } from './node.js';
+import { quantizeModelDir } from './node.js';
 import { nf4, type Nf4Options } from './plugin.js';
 import { quantize4bit } from './quantize.js';
 import { testRng, tinyModel } from './testing/tiny-model.js';
@@ -33,7 +33,7 @@ function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
-describe('quantizeModelDir → openQuantizedModelDir', () => {
+describe('quantizeModelDir, then loading the directory with nf4()', () => {
   for (const o of [{}, { type: 'fp4', doubleQuant: false }, { skipModules: [] }] as Nf4Options[]) {
     it(`${JSON.stringify(o)}: the file holds the exact 4-bit tensors and loads back to the same model`, async () => {
       const out = join(root, `q-${JSON.stringify(o).replace(/\W/g, '')}`);
@@ -54,7 +54,7 @@ describe('quantizeModelDir → openQuantizedModelDir', () => {
       const file = dir.weights.get('model.norm.weight')!.file;
       const name = 'model.layers.1.mlp.down_proj.weight';
       const w = tiny.weights.get(name)!;
-      const back = await readQuantized(file, name, o.type ?? 'nf4');
+      const back = await readQuantized(fileReader(file), name, o.type ?? 'nf4');
       const again = quantize4bit(w.values, w.shape, { type: o.type, doubleQuant: o.doubleQuant });
       expect(back).toEqual(again);
       expect(dir.weights.get(name)).toMatchObject({ dtype: 'u8', shape: [Math.ceil(w.values.length / 2), 1] });
@@ -62,8 +62,7 @@ describe('quantizeModelDir → openQuantizedModelDir', () => {
       await dir.close();
 
       // Loaded back: the same modules and bit-identical logits to quantizing at load time.
-      const fromFile = openQuantizedModelDir(out);
-      const a = await createPipeline({ model: fromFile.model, plugins: [fromFile.plugin], cacheSize: 32 });
+      const a = await createPipeline({ model: out, plugins: [nf4()], cacheSize: 32 });
       const b = await createPipeline({ model: tiny.files, plugins: [nf4(o)], cacheSize: 32 });
       expect(a.model.layers[0].q).toBeInstanceOf(FourBitLinear);
       expect((a.model.layers[0].q as FourBitLinear).bias).not.toBeNull();

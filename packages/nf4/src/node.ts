@@ -6,7 +6,6 @@ import { nodeModelFiles } from '@lithe/core/node';
 import { quantizedEntries, type StoredTensor } from './checkpoint.js';
 import type { ComputeDType } from './four-bit-weights.js';
 import { isQuantizedWeight, resolveNf4Options, type Nf4Options } from './plugin.js';
-import { openQuantizedModel, type QuantizedModel } from './prequantized.js';
 import { quantize4bit, quantizedBytes } from './quantize.js';
 import { safetensorsDType, safetensorsHeader } from './safetensors-header.js';
 
@@ -102,9 +101,4 @@ export async function quantizeModelDir(inDir: string, outDir: string, options: N
   }
   report.bitsPerParameter = report.quantizedParameters ? (report.quantizedBytes * 8) / report.quantizedParameters : 0;
   return report;
-}
-
-/** `openQuantizedModel` over a directory on disk: `createPipeline({ model: q.model, plugins: [q.plugin] })`. */
-export function openQuantizedModelDir(dir: string, opts: { computeDType?: ComputeDType } = {}): QuantizedModel {
-  return openQuantizedModel(nodeModelFiles(dir), opts);
 }

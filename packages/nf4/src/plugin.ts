@@ -4,6 +4,7 @@ import { linear4bitCpu } from './kernels/cpu-linear-4bit.js';
 import { linear4bitWebGpu } from './kernels/webgpu-linear-4bit.js';
 import { checkBlockSize, DEFAULT_BLOCK_SIZE, quantize4bit, type QuantizeOptions } from './quantize.js';
 import type { FourBitType } from './codebooks.js';
+import { quantStateName, readQuantized, type TensorReader } from './checkpoint.js';
 
 export interface Nf4Options {
   /** 'nf4' (NormalFloat, default) or 'fp4'. */
@@ -58,59 +59,43 @@ export async function floatValues(t: Tensor): Promise<Float32Array> {
   throw new Error(`nf4: cannot quantize a ${t.dtype} tensor; expected f32, f16 or bf16`);
 }
 
-/**
- * Attaches biases to 4-bit modules: the loader hands a layer's bias over after its weight, and a
- * weight turned into a module owns its bias.
- */
-export class BiasAttacher {
-  // Only the latest module: its bias, if any, is the next tensor the loader reads.
-  private last: { key: string; module: FourBitLinear } | null = null;
-
-  module(weightName: string, m: FourBitLinear): FourBitLinear {
-    this.last = { key: weightName.replace(/\.weight$/, ''), module: m };
-    return m;
-  }
-
-  bias(tensor: Tensor, info: WeightInfo): Tensor {
-    if (this.last && this.last.key === info.name.replace(/\.bias$/, '')) this.last.module.bias = tensor;
-    this.last = null;
-    return tensor;
-  }
-
-  /** Any other tensor: the latest module has no bias. */
-  reset(): void {
-    this.last = null;
-  }
-}
-
 export function registerKernels(backend: Backend, kernels = backend.kernels): void {
   kernels.register('cpu', LINEAR_4BIT_OP, linear4bitCpu, { override: true });
   kernels.register('webgpu', LINEAR_4BIT_OP, linear4bitWebGpu, { override: true });
 }
 
+/** The 4-bit type a weight is stored in by a bitsandbytes-layout checkpoint, if it is. */
+function storedType(source: TensorReader, name: string): FourBitType | null {
+  for (const type of ['nf4', 'fp4'] as const) if (source.info(quantStateName(name, type))) return type;
+  return null;
+}
+
 /**
  * NF4 / FP4 weights (QLoRA, bitsandbytes): each linear weight is quantized blockwise to 4 bits as
  * it loads, the full-precision tensor is freed, and the layer becomes a `FourBitLinear` whose
- * kernel dequantizes inside the matrix product.
+ * kernel dequantizes inside the matrix product. Weights already stored 4-bit (a checkpoint written
+ * by `quantizeModelDir`, or by bitsandbytes + transformers) load as they are.
  */
 export const nf4 = definePlugin((options: Nf4Options | void): LithePlugin => {
   const o = resolveNf4Options(options ?? {});
   const q: QuantizeOptions = { type: o.type, blockSize: o.blockSize, doubleQuant: o.doubleQuant };
-  const biases = new BiasAttacher();
+  const moduleName = (weight: string) => weight.replace(/\.weight$/, '');
   return {
     name: 'nf4',
     setup(ctx) {
       registerKernels(ctx.backend, ctx.kernels);
     },
+    async loadWeight(req, source, ctx) {
+      const type = storedType(source, req.name);
+      if (!type) return undefined;
+      const stored = await readQuantized(source, req.name, type);
+      return FourBitLinear.fromQuantized(moduleName(req.name), ctx.backend, stored, o.computeDType, req.bias ?? null);
+    },
     async transformWeights(tensor, info, ctx): Promise<Weight> {
-      if (info.role === 'bias') return biases.bias(tensor, info);
-      if (!isQuantizedWeight(info, o)) {
-        biases.reset();
-        return tensor;
-      }
+      if (!isQuantizedWeight(info, o)) return tensor;
       const quantized = quantize4bit(await floatValues(tensor), tensor.shape, q);
       tensor.dispose();
-      return biases.module(info.name, FourBitLinear.fromQuantized(info.name.replace(/\.weight$/, ''), ctx.backend, quantized, o.computeDType));
+      return FourBitLinear.fromQuantized(moduleName(info.name), ctx.backend, quantized, o.computeDType, info.bias ?? null);
     },
   };
 });

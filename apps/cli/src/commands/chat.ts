@@ -1,7 +1,8 @@
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
 import { pickChatTemplate, type ChatMessage, type GenerateOptions, type Pipeline } from '@lithe/core';
-import { loadModel, readModelJson } from '../load-model.js';
+import { loadModel } from '../load-model.js';
+import { readModelJson } from '../model-json.js';
 import { addLoadOptions, addSamplingOptions, generateOptions, type LoadFlags, type SamplingFlags } from '../options.js';
 
 interface Flags extends LoadFlags, SamplingFlags {

@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { parseConfig } from '@lithe/core';
 import { formatNumber, formatTable, printJson } from '../format.js';
-import { loadModel, readModelJson } from '../load-model.js';
+import { loadModel } from '../load-model.js';
+import { readModelJson } from '../model-json.js';
 import { addLoadOptions, cacheSizeFor, integerAtLeast, type LoadFlags } from '../options.js';
 import { progressBar } from '../progress.js';
 

@@ -8,6 +8,7 @@ import { openFileSource } from '@lithe/core/node';
 import { writeRandomModel } from '../testing/random-model.js';
 import { convertCommand } from './convert.js';
 import { quantizeCommand } from './quantize.js';
+import { pipelineOptions } from '../options.js';
 
 let root: string;
 let model: string;
@@ -51,6 +52,24 @@ describe('lithe quantize', () => {
       f.dispose();
     });
   }
+});
+
+describe('lithe quantize --method nf4|fp4', () => {
+  it('writes a bitsandbytes-layout directory that the CLI loads with nf4() by itself', async () => {
+    const out = join(root, 'nf4');
+    const r = await run(quantizeCommand(), ['--method', 'nf4', '--model', model, '--out', out]);
+    // q, k, v, o, gate, up and down of two layers; lm_head stays full precision by default.
+    expect(r).toMatchObject({ format: 'nf4', quantized_tensors: 14 });
+    expect(r.bits_per_parameter).toBeGreaterThan(4.12);
+    expect(r.bits_per_parameter).toBeLessThan(4.2);
+    await expect(createPipeline({ model: out })).rejects.toThrow(/4-bit bitsandbytes weights: load it with the nf4\(\) plugin/);
+    const opts = await pipelineOptions({ model: out, backend: 'cpu', dtype: 'auto' });
+    expect(opts.plugins.map((p) => p.name)).toEqual(['nf4']);
+    const p = await createPipeline({ ...opts, cacheSize: 32 });
+    expect(p.model.layers[0].q.bytes).toBeLessThan((64 * 64 * 4.2) / 8); // vs 64 × 64 × 4 bytes in f32
+    expect((await p.generate('The jury said', { temperature: 0, maxTokens: 4, stopOnEos: false }).result).completionTokens).toBe(4);
+    p.dispose();
+  });
 });
 
 describe('lithe convert', () => {

@@ -32,7 +32,7 @@ export function serveCommand(): Command {
 
 async function run(flags: Flags): Promise<void> {
   const bar = progressBar('loading', formatBytes);
-  const { model, backend, dtype, cacheSize, plugins } = pipelineOptions(flags);
+  const { model, backend, dtype, cacheSize, plugins } = await pipelineOptions(flags);
   await runServer({
     model,
     backend,

@@ -14,32 +14,44 @@ const ARCHITECTURES: Record<string, { modelType: string; hfArch: string; permute
   qwen2: { modelType: 'qwen2', hfArch: 'Qwen2ForCausalLM', permuteQK: false },
 };
 
-/** HF tensor name -> GGUF tensor name, for the names the Llama loader asks for. */
+// HF tensor names -> GGUF tensor names, for the names the Llama loader asks for.
+const FIXED: Record<string, string> = {
+  'model.embed_tokens.weight': 'token_embd.weight',
+  'model.norm.weight': 'output_norm.weight',
+  'lm_head.weight': 'output.weight',
+};
+const LAYER_PARTS: Record<string, string> = {
+  'input_layernorm.weight': 'attn_norm.weight',
+  'self_attn.q_proj.weight': 'attn_q.weight',
+  'self_attn.k_proj.weight': 'attn_k.weight',
+  'self_attn.v_proj.weight': 'attn_v.weight',
+  'self_attn.o_proj.weight': 'attn_output.weight',
+  'self_attn.q_proj.bias': 'attn_q.bias',
+  'self_attn.k_proj.bias': 'attn_k.bias',
+  'self_attn.v_proj.bias': 'attn_v.bias',
+  'post_attention_layernorm.weight': 'ffn_norm.weight',
+  'mlp.gate_proj.weight': 'ffn_gate.weight',
+  'mlp.up_proj.weight': 'ffn_up.weight',
+  'mlp.down_proj.weight': 'ffn_down.weight',
+};
+const invert = (m: Record<string, string>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [v, k]));
+const FIXED_HF = invert(FIXED);
+const LAYER_PARTS_HF = invert(LAYER_PARTS);
+
+/** HF tensor name -> GGUF tensor name. */
 export function ggufTensorName(hf: string): string | null {
-  const fixed: Record<string, string> = {
-    'model.embed_tokens.weight': 'token_embd.weight',
-    'model.norm.weight': 'output_norm.weight',
-    'lm_head.weight': 'output.weight',
-  };
-  if (fixed[hf]) return fixed[hf];
+  if (FIXED[hf]) return FIXED[hf];
   const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
-  if (!m) return null;
-  const parts: Record<string, string> = {
-    'input_layernorm.weight': 'attn_norm.weight',
-    'self_attn.q_proj.weight': 'attn_q.weight',
-    'self_attn.k_proj.weight': 'attn_k.weight',
-    'self_attn.v_proj.weight': 'attn_v.weight',
-    'self_attn.o_proj.weight': 'attn_output.weight',
-    'self_attn.q_proj.bias': 'attn_q.bias',
-    'self_attn.k_proj.bias': 'attn_k.bias',
-    'self_attn.v_proj.bias': 'attn_v.bias',
-    'post_attention_layernorm.weight': 'ffn_norm.weight',
-    'mlp.gate_proj.weight': 'ffn_gate.weight',
-    'mlp.up_proj.weight': 'ffn_up.weight',
-    'mlp.down_proj.weight': 'ffn_down.weight',
-  };
-  const part = parts[m[2]];
+  const part = m && LAYER_PARTS[m[2]];
   return part ? `blk.${m[1]}.${part}` : null;
+}
+
+/** GGUF tensor name -> HF tensor name (null for tensors the loader does not use). */
+export function hfTensorName(gguf: string): string | null {
+  if (FIXED_HF[gguf]) return FIXED_HF[gguf];
+  const m = /^blk\.(\d+)\.(.+)$/.exec(gguf);
+  const part = m && LAYER_PARTS_HF[m[2]];
+  return part ? `model.layers.${m[1]}.${part}` : null;
 }
 
 /**
@@ -185,6 +197,13 @@ export function ggufWeightSource(file: GGUFFile, config: Record<string, unknown>
   for (const t of file.tensors.values()) totalBytes += t.byteLength;
   return {
     totalBytes,
+    // Under their HF names, as the loader asks for them.
+    *names() {
+      for (const t of file.tensors.values()) {
+        const hf = hfTensorName(t.name);
+        if (hf) yield hf;
+      }
+    },
     info(name) {
       const t = tensorOf(name);
       if (!t) return undefined;

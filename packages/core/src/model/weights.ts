@@ -10,6 +10,8 @@ import type { LinearModule } from './linear-module.js';
 /** Where weights come from: an HF directory, a GGUF file, or a test's in-memory map. */
 export interface WeightSource {
   readonly totalBytes: number;
+  /** Every tensor name the source holds (a loader hook may look for companions such as scales). */
+  names(): Iterable<string>;
   info(name: string): { dtype: DType; shape: readonly number[] } | undefined;
   /** The raw little-endian bytes of a tensor, in a buffer the caller may keep. */
   read(name: string): Promise<Uint8Array>;
@@ -22,7 +24,20 @@ export interface WeightInfo {
   role: WeightRole;
   /** Decoder layer index, null for embedding, final norm and lm_head. */
   layer: number | null;
+  /** A linear weight's bias, loaded before it: a module built from the weight takes it over. */
+  bias?: Tensor | null;
 }
+
+/** What a `loadWeight` hook is asked for: a weight, by HF name, with the shape the config implies. */
+export interface WeightRequest extends WeightInfo {
+  shape: readonly number[];
+}
+
+/**
+ * Loads a weight the default way cannot (a pre-quantized checkpoint's own layout), or returns
+ * undefined to leave it to the default. What it returns skips the transforms.
+ */
+export type WeightLoader = (request: WeightRequest, source: WeightSource) => Promise<Weight | undefined>;
 
 /**
  * Runs on each tensor as it loads (quantizers), so at most one full-precision tensor is alive extra.
@@ -42,6 +57,7 @@ export interface WeightLoadOptions {
   /** Storage dtype of the embedding and linear matrices; 'auto' keeps the file's. Norms and biases are always f32. */
   dtype?: 'auto' | 'f32' | 'f16' | 'bf16';
   transform?: WeightTransform;
+  loadWeight?: WeightLoader;
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
 }
 
@@ -100,13 +116,29 @@ function checkPacked(backend: Backend, name: string, role: WeightRole, dtype: DT
   if (cols % blockSize !== 0) throw new Error(`weights: '${name}' has rows of ${cols} values, not a multiple of the ${dtype} block size ${blockSize}`);
 }
 
+/** A weight from a transform or loader hook: only linear weights may be modules, of the right size. */
+function checkLoaded(w: Weight, info: WeightInfo, shape: readonly number[]): Weight {
+  if (isLinearModule(w)) {
+    if (info.role !== 'linear' && info.role !== 'lm_head') throw new Error(`weights: a plugin turned '${info.name}' (${info.role}) into a module; only linear weights may become modules`);
+    if (w.outFeatures !== shape[0] || w.inFeatures !== shape[1]) {
+      throw new Error(`weights: a plugin built '${info.name}' as a ${w.outFeatures} × ${w.inFeatures} module; config.json implies ${formatShape(shape)}`);
+    }
+  } else if (!shapeEquals(w.shape, shape)) {
+    throw new Error(`weights: a plugin returned '${info.name}' with shape ${formatShape(w.shape)}; config.json implies ${formatShape(shape)}`);
+  }
+  return w;
+}
+
 /** Reads the Llama weight set by HF names, checking every shape against the config. */
 export async function loadLlamaWeights(backend: Backend, source: WeightSource, c: LlamaConfig, opts: WeightLoadOptions = {}): Promise<LlamaWeights> {
   let loaded = 0;
   const q = c.nHeads * c.headDim;
   const kv = c.nKVHeads * c.headDim;
 
-  const load = async (name: string, role: WeightRole, layer: number | null, shape: number[]): Promise<Weight> => {
+  const load = async (name: string, role: WeightRole, layer: number | null, shape: number[], bias: Tensor | null = null): Promise<Weight> => {
+    const info: WeightInfo = { name, role, layer, bias };
+    const custom = opts.loadWeight ? await opts.loadWeight({ ...info, shape }, source) : undefined;
+    if (custom) return checkLoaded(custom, info, shape);
     const meta = source.info(name);
     if (!meta) throw new Error(`weights: tensor '${name}' is missing from the model files`);
     if (!shapeEquals(meta.shape, shape)) throw new Error(`weights: '${name}' has shape ${formatShape(meta.shape)}, config.json implies ${formatShape(shape)}`);
@@ -116,13 +148,10 @@ export async function loadLlamaWeights(backend: Backend, source: WeightSource, c
     // Packed (quantized) matrices stay in their format; `dtype` converts float matrices only.
     const target = !matrix ? 'f32' : !float || !opts.dtype || opts.dtype === 'auto' ? meta.dtype : opts.dtype;
     const bytes = await source.read(name);
-    const info: WeightInfo = { name, role, layer };
     const tensor = convert(backend, bytes, meta.dtype, target, shape);
     loaded += bytes.byteLength;
     opts.onProgress?.(loaded, source.totalBytes);
-    const out = opts.transform ? await opts.transform(tensor, info) : tensor;
-    if (isLinearModule(out) && role !== 'linear' && role !== 'lm_head') throw new Error(`weights: a transform turned '${name}' (${role}) into a module; only linear weights may become modules`);
-    return out;
+    return checkLoaded(opts.transform ? await opts.transform(tensor, info) : tensor, info, shape);
   };
   // Norms, biases and the embedding stay tensors whatever the transforms do.
   const tensor = async (name: string, role: WeightRole, layer: number | null, shape: number[]) => (await load(name, role, layer, shape)) as Tensor;
@@ -131,15 +160,24 @@ export async function loadLlamaWeights(backend: Backend, source: WeightSource, c
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.nLayers; i++) {
     const p = `model.layers.${i}.`;
-    const bias = (name: string, n: number) => (c.qkvBias ? tensor(`${p}self_attn.${name}.bias`, 'bias', i, [n]) : Promise.resolve(null));
+    // q/k/v with their biases (Qwen2): the bias first, so a module built from the weight can own it.
+    const attn = async (proj: string, rows: number): Promise<[Weight, Tensor | null]> => {
+      const bias = c.qkvBias ? await tensor(`${p}self_attn.${proj}.bias`, 'bias', i, [rows]) : null;
+      const w = await load(`${p}self_attn.${proj}.weight`, 'linear', i, [rows, c.hiddenSize], bias);
+      return [w, isLinearModule(w) ? null : bias];
+    };
+    const attnNorm = await tensor(`${p}input_layernorm.weight`, 'norm', i, [c.hiddenSize]);
+    const [qw, qBias] = await attn('q_proj', q);
+    const [kw, kBias] = await attn('k_proj', kv);
+    const [vw, vBias] = await attn('v_proj', kv);
     layers.push({
-      attnNorm: await tensor(`${p}input_layernorm.weight`, 'norm', i, [c.hiddenSize]),
-      q: await load(`${p}self_attn.q_proj.weight`, 'linear', i, [q, c.hiddenSize]),
-      qBias: await bias('q_proj', q),
-      k: await load(`${p}self_attn.k_proj.weight`, 'linear', i, [kv, c.hiddenSize]),
-      kBias: await bias('k_proj', kv),
-      v: await load(`${p}self_attn.v_proj.weight`, 'linear', i, [kv, c.hiddenSize]),
-      vBias: await bias('v_proj', kv),
+      attnNorm,
+      q: qw,
+      qBias,
+      k: kw,
+      kBias,
+      v: vw,
+      vBias,
       o: await load(`${p}self_attn.o_proj.weight`, 'linear', i, [c.hiddenSize, q]),
       mlpNorm: await tensor(`${p}post_attention_layernorm.weight`, 'norm', i, [c.hiddenSize]),
       gate: await load(`${p}mlp.gate_proj.weight`, 'linear', i, [c.intermediateSize, c.hiddenSize]),

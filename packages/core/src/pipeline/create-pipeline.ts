@@ -87,6 +87,10 @@ export async function createPipeline(opts: PipelineOptions): Promise<Pipeline> {
   const dir = await openModel(opts.model);
   try {
     const config = parseConfig(dir.config, dir.generationConfig);
+    const quant = (dir.config.quantization_config as { quant_method?: unknown } | undefined)?.quant_method;
+    if (quant === 'bitsandbytes' && !driver.plugins.some((p) => p.loadWeight)) {
+      throw new Error(`${dir.location} holds 4-bit bitsandbytes weights: load it with the nf4() plugin from @lithe/nf4`);
+    }
     const { backend } = await createBackend(opts.backend, {}, { threads: opts.threads });
     const ctx: PluginContext = { backend, kernels: backend.kernels, config };
     await driver.setup(ctx);
@@ -94,6 +98,7 @@ export async function createPipeline(opts: PipelineOptions): Promise<Pipeline> {
     const weights = await loadLlamaWeights(backend, dir.weights, config, {
       dtype: opts.dtype,
       transform: driver.weightTransform(ctx),
+      loadWeight: driver.weightLoader(ctx),
       onProgress: opts.onProgress,
     });
     const model = new LlamaModel(config, backend, weights, opts.maxChunk);

@@ -5,6 +5,7 @@ import type { WeightSource } from '../model/weights.js';
 export function hfWeightSource(dir: HFModelDir): WeightSource {
   return {
     totalBytes: dir.weightBytes,
+    names: () => dir.weights.keys(),
     info: (name) => dir.weights.get(name),
     read: (name) => {
       const entry = dir.weights.get(name);

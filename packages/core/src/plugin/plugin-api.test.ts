@@ -170,3 +170,47 @@ describe('a weight transform may turn a linear weight into a module', () => {
     expect(r.tokenIds).toEqual(baseline);
   });
 });
+
+describe('loadWeight loads what the default loader cannot; a module owns its bias', () => {
+  it('the first loader that knows a weight wins, and the model uses what it built', async () => {
+    const asked: string[] = [];
+    const loader = definePlugin((answer: boolean) => ({
+      name: `loader-${answer}`,
+      async loadWeight(req, source, ctx) {
+        asked.push(`${answer}:${req.name}`);
+        if (!answer || req.name !== 'model.layers.1.mlp.gate_proj.weight') return undefined;
+        expect([...source.names()]).toContain(req.name);
+        const t = ctx.backend.upload(await source.read(req.name), req.shape, 'f32', 'weights');
+        return t;
+      },
+    }));
+    const { r } = await run([loader(false), loader(true)]);
+    expect(asked.filter((a) => a.endsWith('gate_proj.weight'))).toEqual(['false:model.layers.0.mlp.gate_proj.weight', 'true:model.layers.0.mlp.gate_proj.weight', 'false:model.layers.1.mlp.gate_proj.weight', 'true:model.layers.1.mlp.gate_proj.weight']);
+    expect(r.tokenIds).toEqual(baseline);
+  });
+
+  it('rejects a loaded weight of the wrong shape', async () => {
+    const bad = definePlugin(() => ({ name: 'bad', loadWeight: (req, _s, ctx) => (req.role === 'norm' ? ctx.backend.allocate([3], 'f32', 'weights') : undefined) }));
+    await expect(createPipeline({ model: tiny.files, plugins: [bad()] })).rejects.toThrow(/returned 'model.layers.0.input_layernorm.weight' with shape \[3\]/);
+  });
+
+  it('a q/k/v weight turned into a module receives its bias (Qwen2)', async () => {
+    const qwen = tinyModel({ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2' });
+    const plain = await (await createPipeline({ model: qwen.files })).generate('Once upon a time', greedy).result;
+    const biases: string[] = [];
+    const asModules = definePlugin(() => ({
+      name: 'modules',
+      transformWeights(t: Tensor, info) {
+        if (info.role !== 'linear' || !info.bias) return t;
+        biases.push(info.name);
+        const [outFeatures, inFeatures] = t.shape;
+        const k = t.backend.kernels.get('cpu', 'linear', 'f32');
+        const bias = info.bias;
+        return { name: info.name, inFeatures, outFeatures, bytes: t.byteLength + bias.byteLength, forward: (x: Tensor, o: Tensor) => k(x, t, bias, o), dispose: () => (t.dispose(), bias.dispose()) };
+      },
+    }));
+    const p = await createPipeline({ model: qwen.files, plugins: [asModules()] });
+    expect(biases).toHaveLength(6); // q, k and v of two layers
+    expect((await p.generate('Once upon a time', greedy).result).tokenIds).toEqual(plain.tokenIds);
+  });
+});

@@ -2,7 +2,7 @@ import type { EventEmitter } from 'eventemitter3';
 import type { PipelineEvents } from '../generate/events.js';
 import type { KVCache, KVCacheSpec } from '../kv-cache/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
-import { isLinearModule, type Weight, type WeightInfo } from '../model/weights.js';
+import { isLinearModule, type Weight, type WeightInfo, type WeightLoader } from '../model/weights.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { DecodeStep, LithePlugin, PluginContext } from './types.js';
 
@@ -77,6 +77,19 @@ export class PluginDriver {
         w = await p.transformWeights!(w, info, ctx);
       }
       return w;
+    };
+  }
+
+  /** The plugins' weight loaders, first result wins; undefined when no plugin loads weights. */
+  weightLoader(ctx: PluginContext): WeightLoader | undefined {
+    const hooks = this.plugins.filter((p) => p.loadWeight);
+    if (hooks.length === 0) return undefined;
+    return async (request, source) => {
+      for (const p of hooks) {
+        const w = await p.loadWeight!(request, source, ctx);
+        if (w) return w;
+      }
+      return undefined;
     };
   }
 

@@ -4,7 +4,7 @@ import type { KernelSignatures } from '../backend/kernel-signatures.js';
 import type { KVCache, KVCacheSpec } from '../kv-cache/kv-cache.js';
 import type { LlamaConfig } from '../model/config.js';
 import type { LlamaModel } from '../model/llama.js';
-import type { Weight, WeightInfo } from '../model/weights.js';
+import type { Weight, WeightInfo, WeightRequest, WeightSource } from '../model/weights.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { PipelineEvents } from '../generate/events.js';
 
@@ -53,6 +53,7 @@ type Observers = { [E in keyof PipelineEvents]?: (event: PipelineEvents[E]) => v
  * - setup, patchModel: every plugin, in order (sequential).
  * - transformWeights: waterfall, each plugin receives the previous one's tensor; a linear weight
  *   turned into a module by one plugin is final (later plugins are not called for it).
+ * - loadWeight: first result wins (a plugin that does not know a weight returns undefined).
  * - createKVCache, attention: exclusive; a second provider must name the first in `composes`, and
  *   then wraps it (createKVCache receives `next`).
  * - wrapDecode: each plugin wraps the step built so far.
@@ -71,6 +72,8 @@ export interface LithePlugin {
   composes?: string[];
   setup?(ctx: PluginContext): void | Promise<void>;
   transformWeights?(tensor: Tensor, info: WeightInfo, ctx: PluginContext): Weight | Promise<Weight>;
+  /** Loads a weight stored in a layout only this plugin knows (a pre-quantized checkpoint). */
+  loadWeight?(request: WeightRequest, source: WeightSource, ctx: PluginContext): Weight | undefined | Promise<Weight | undefined>;
   patchModel?(model: LlamaModel, ctx: PluginContext): void | Promise<void>;
   createKVCache?: KVCacheProvider;
   attention?: AttentionProvider;

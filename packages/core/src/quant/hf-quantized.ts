@@ -19,6 +19,7 @@ export const QUANT_METHOD = 'lithe';
 export function withRecordedFormats(dir: HFModelDir, source: WeightSource): WeightSource {
   return {
     totalBytes: source.totalBytes,
+    names: () => source.names(),
     read: (name) => source.read(name),
     info(name) {
       const entry = dir.weights.get(name);
