@@ -45,9 +45,10 @@ const bin = join(here, '..', 'dist', 'bin.js');
 let modelDir = args.model;
 let tempDir = null;
 if (!modelDir) {
-  const { writeRandomModel } = await import('../dist/testing/random-model.js');
+  // Core's tiny random model, with a chat template, that runs to max_tokens.
+  const { MISTRAL_CHAT_TEMPLATE, tinyModel } = await import('@lithe/core/testing');
   tempDir = mkdtempSync(join(tmpdir(), 'lithe-load-'));
-  writeRandomModel(tempDir);
+  tinyModel({}, 'F32', 1234, { chatTemplate: MISTRAL_CHAT_TEMPLATE, neverEos: true }).write(tempDir);
   modelDir = tempDir;
 }
 

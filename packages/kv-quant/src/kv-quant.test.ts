@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { WasmBackend, createPipeline, type Pipeline } from '@lithe/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { tinyModel } from '../../core/src/testing/tiny-model.js';
+import { tinyModel } from '@lithe/core/testing';
 import { KV_QUANT_FLAG_VALUES, kvQuantFormat, parseKvQuantFlag, quantizedKVBytes } from './format.js';
 import { kvQuant } from './kv-quant.js';
 import { QuantizedKVCache } from './quantized-kv-cache.js';

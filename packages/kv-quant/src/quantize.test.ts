@@ -1,6 +1,6 @@
 import { F16_TABLE, f32ToF16 } from '@lithe/core';
 import { describe, expect, it } from 'vitest';
-import { freshRng } from '../../core/src/testing/random.js';
+import { freshRng } from '@lithe/core/testing';
 import { kvQuantFormat, type KvQuantFormat } from './format.js';
 import { dequantizeRow, quantizeRow, rowScale } from './quantize.js';
 

@@ -1,6 +1,6 @@
 import { CpuBackend, DenseKVCache, type Backend, type KVCache } from '@lithe/core';
 import { describe, expect, it } from 'vitest';
-import { freshRng, randn } from '../../core/src/testing/random.js';
+import { freshRng, randn } from '@lithe/core/testing';
 import { kvQuantFormat, quantizedKVBytes } from './format.js';
 import { QuantizedKVCache } from './quantized-kv-cache.js';
 import { dequantizeRow, rowScale } from './quantize.js';

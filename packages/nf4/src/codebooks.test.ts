@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { DYNAMIC_MAP, FP4_CODEBOOK, NF4_CODEBOOK, quantizeFP4, quantizeNF4, quantizeToMap } from './codebooks.js';
 import { quantize4bit } from './quantize.js';
-import { testRng } from './testing/tiny-model.js';
+import { freshRng } from '@lithe/core/testing';
 
-const rng = testRng();
+const rng = freshRng();
 console.log(`codebooks.test seed ${rng.seed}`);
 
 // Published values (QLoRA appendix / bitsandbytes get_4bit_type('nf4')), code i = i-th entry.

@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { FourBitLinear } from './four-bit-weights.js';
 import { nf4, type Nf4Options } from './plugin.js';
 import { dequantize4bit, quantize4bit } from './quantize.js';
-import { buildModel, testRng, tinyModel, type TinyModel } from './testing/tiny-model.js';
+import { freshRng, modelFromWeights, tinyModel, type TinyModel } from '@lithe/core/testing';
 
-const rng = testRng();
+const rng = freshRng();
 console.log(`plugin.test seed ${rng.seed}`);
 
 const PROMPT = 'The jury said that the city';
@@ -23,10 +23,10 @@ function dequantizedTwin(m: TinyModel, o: Nf4Options, quantized: (name: string) 
   const weights = new Map(
     [...m.weights].map(([name, w]) => [
       name,
-      quantized(name) ? { shape: w.shape, values: dequantize4bit(quantize4bit(w.values, w.shape, { type: o.type, blockSize: o.blockSize, doubleQuant: o.doubleQuant })) } : w,
+      quantized(name) ? dequantize4bit(quantize4bit(w, m.shapes.get(name)!, { type: o.type, blockSize: o.blockSize, doubleQuant: o.doubleQuant })) : w,
     ]),
   );
-  return buildModel(m.config, weights);
+  return modelFromWeights(m.config, weights);
 }
 
 function rel(a: Float32Array, b: Float32Array): { maxAbs: number; rms: number } {
@@ -48,7 +48,7 @@ function expectedBytes(n: number, blockSize = 64, doubleQuant = true): number {
 }
 
 describe('nf4() in a pipeline', () => {
-  const tiny = tinyModel(rng);
+  const tiny = tinyModel({}, 'F32', rng.seed);
 
   for (const o of [{}, { type: 'fp4' }, { doubleQuant: false }, { blockSize: 32 }] as Nf4Options[]) {
     it(`${JSON.stringify(o)}: linear layers become 4-bit, memory is counted exactly, logits match the dequantized model`, async () => {
@@ -60,9 +60,9 @@ describe('nf4() in a pipeline', () => {
 
       // Quantized layers: exactly the codes + absmax storage, ~4.127/32 of f32 with double quantization.
       const linearNames = [...tiny.weights.keys()].filter((n) => LINEAR.test(n));
-      const params = linearNames.reduce((s, n) => s + tiny.weights.get(n)!.values.length, 0);
+      const params = linearNames.reduce((s, n) => s + tiny.weights.get(n)!.length, 0);
       const qBytes = mods.reduce((s, m) => s + m.bytes, 0);
-      const expected = linearNames.reduce((s, n) => s + expectedBytes(tiny.weights.get(n)!.values.length, o.blockSize, o.doubleQuant ?? true), 0);
+      const expected = linearNames.reduce((s, n) => s + expectedBytes(tiny.weights.get(n)!.length, o.blockSize, o.doubleQuant ?? true), 0);
       expect(qBytes).toBe(expected);
       const ideal = o.doubleQuant === false ? 4.5 : 4 + 8 / (o.blockSize ?? 64) + 32 / ((o.blockSize ?? 64) * 256);
       expect((qBytes * 8) / params / ideal).toBeGreaterThan(0.999);
@@ -73,7 +73,7 @@ describe('nf4() in a pipeline', () => {
       expect(mem.current.weights).toBe(q.model.weightBytes);
       expect(mem.current.weights).toBe(f32.model.weightBytes - params * 4 + expected);
       // Loading kept at most one full-precision linear weight alive beyond the result.
-      const largest = Math.max(...linearNames.map((n) => tiny.weights.get(n)!.values.byteLength));
+      const largest = Math.max(...linearNames.map((n) => tiny.weights.get(n)!.byteLength));
       expect(mem.peak.weights).toBeLessThanOrEqual(mem.current.weights + largest);
 
       // Logits: equal to the model holding dequantized weights (same math), close to f32.
@@ -105,7 +105,7 @@ describe('nf4() in a pipeline', () => {
   });
 
   it('q/k/v biases (Qwen2-style) are owned and applied by the 4-bit module', async () => {
-    const biased = tinyModel(rng, { attention_bias: true });
+    const biased = tinyModel({ attention_bias: true }, 'F32', rng.seed);
     const q = await createPipeline({ model: biased.files, cacheSize: 64, plugins: [nf4()] });
     const m = q.model.layers[1].k as FourBitLinear;
     expect(m.bias?.size).toBe(m.outFeatures);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { DYNAMIC_MAP, halfMaxGap } from './codebooks.js';
 import { bitsPerParameter, blockAbsmax, codeAt, dequantize4bit, quantize4bit, quantizedBytes } from './quantize.js';
-import { testRng } from './testing/tiny-model.js';
+import { freshRng } from '@lithe/core/testing';
 
-const rng = testRng();
+const rng = freshRng();
 console.log(`quantize.test seed ${rng.seed}`);
 
 const randn = (n: number, scale = 1) => Float32Array.from({ length: n }, () => rng.normal() * scale);

@@ -27,7 +27,7 @@ async function run(cmd: ReturnType<typeof convertCommand>, args: string[]): Prom
   return JSON.parse(lines.join('')) as Record<string, unknown>;
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'lithe-quant-'));
   model = join(root, 'model');
   writeRandomModel(model);

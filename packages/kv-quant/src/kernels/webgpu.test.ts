@@ -1,7 +1,6 @@
 import { CpuBackend, WebGpuBackend, createPipeline, type AttentionParams, type Backend, type Tensor } from '@lithe/core';
 import { describe, expect, it } from 'vitest';
-import { freshRng, randn } from '../../../core/src/testing/random.js';
-import { tinyModel } from '../../../core/src/testing/tiny-model.js';
+import { freshRng, randn, tinyModel } from '@lithe/core/testing';
 import { kvQuantFormat } from '../format.js';
 import { kvQuant } from '../kv-quant.js';
 import { QuantizedKVCache } from '../quantized-kv-cache.js';

@@ -2,9 +2,9 @@ import { BF16_TABLE, CpuBackend, F16_TABLE, f32ToBf16, f32ToF16 } from '@lithe/c
 import { describe, expect, it } from 'vitest';
 import { FourBitLinear, type ComputeDType } from '../four-bit-weights.js';
 import { dequantize4bit, quantize4bit } from '../quantize.js';
-import { testRng } from '../testing/tiny-model.js';
+import { freshRng } from '@lithe/core/testing';
 
-const rng = testRng();
+const rng = freshRng();
 console.log(`cpu-linear-4bit.test seed ${rng.seed}`);
 
 const ROUND: Record<ComputeDType, (v: number) => number> = {

@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { FourBitLinear } from '../four-bit-weights.js';
 import { nf4 } from '../plugin.js';
 import { dequantize4bit, quantize4bit } from '../quantize.js';
-import { testRng, tinyModel } from '../testing/tiny-model.js';
+import { freshRng, tinyModel } from '@lithe/core/testing';
 
-const rng = testRng();
+const rng = freshRng();
 console.log(`webgpu-linear-4bit.test seed ${rng.seed}`);
 
 // Dawn runs on a software adapter where there is no GPU; where no adapter at all can be had, skip
@@ -59,7 +59,7 @@ describe.skipIf(!gpu)('4-bit linear kernel (WebGPU) against dequantize-then-matm
   }
 
   it('a pipeline on WebGPU with nf4() gives the logits of the CPU one', async () => {
-    const tiny = tinyModel(rng);
+    const tiny = tinyModel({}, 'F32', rng.seed);
     const prompt = Int32Array.from([1, 415, 25150, 773, 369]);
     const run = async (backend: Backend | 'cpu') => {
       const p = await createPipeline({ model: tiny.files, backend, plugins: [nf4()], cacheSize: 32 });
