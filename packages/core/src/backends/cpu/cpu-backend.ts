@@ -5,6 +5,7 @@ import { byteSize, dtypeInfo, type DType } from '../../tensor/dtype.js';
 import { numel, type Shape } from '../../tensor/shape.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { registerCpuKernels } from './kernels/index.js';
+import { copyTyped, readTyped, writeTyped } from '../typed-array-storage.js';
 
 export type CpuTensor = Tensor<TypedArray>;
 
@@ -87,30 +88,15 @@ export class CpuBackend implements Backend {
   }
 
   write(tensor: Tensor, data: ArrayBufferView, byteOffset = 0): void {
-    const dst = tensor.handle as TypedArray;
-    if (byteOffset + data.byteLength > dst.byteLength) {
-      throw new Error(`write of ${data.byteLength} bytes at ${byteOffset} overflows ${tensor} (${dst.byteLength} bytes)`);
-    }
-    new Uint8Array(dst.buffer, dst.byteOffset + byteOffset, data.byteLength).set(
-      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    );
+    writeTyped(tensor, data, byteOffset);
   }
 
   copy(src: Tensor, dst: Tensor, dstOffset = 0): void {
-    if (src.dtype !== dst.dtype) throw new Error(`copy: ${src} and ${dst} differ in dtype`);
-    const units = dtypeInfo(dst.dtype).blockSize === 1 ? dstOffset : byteSize(dst.dtype, dstOffset);
-    const from = src.handle as TypedArray;
-    const to = dst.handle as TypedArray;
-    if (units + from.length > to.length) throw new Error(`copy of ${src} at ${dstOffset} overflows ${dst}`);
-    to.set(from as never, units);
+    copyTyped(src, dst, dstOffset);
   }
 
   async read(tensor: Tensor, into?: TypedArray): Promise<TypedArray> {
-    const src = tensor.handle as TypedArray;
-    if (!into) return src.slice();
-    if (into.byteLength < src.byteLength) throw new Error(`read: ${into.byteLength} bytes of room for ${tensor} (${src.byteLength} bytes)`);
-    new Uint8Array(into.buffer, into.byteOffset, src.byteLength).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
-    return into;
+    return readTyped(tensor, into);
   }
 
   dispose(tensor: Tensor): void {

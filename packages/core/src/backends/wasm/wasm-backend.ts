@@ -11,6 +11,7 @@ import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
 import { CONTROL_BYTES, physicalCores, ThreadPool } from './thread-pool.js';
 import { registerWasmKernels } from './kernels.js';
 import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
+import { copyTyped, readTyped, writeTyped } from '../typed-array-storage.js';
 
 export type WasmTensor = Tensor<TypedArray>;
 
@@ -159,28 +160,15 @@ export class WasmBackend implements Backend {
   }
 
   write(tensor: Tensor, data: ArrayBufferView, byteOffset = 0): void {
-    const dst = tensor.handle as TypedArray;
-    if (byteOffset + data.byteLength > dst.byteLength) {
-      throw new Error(`write of ${data.byteLength} bytes at ${byteOffset} overflows ${tensor} (${dst.byteLength} bytes)`);
-    }
-    new Uint8Array(dst.buffer, dst.byteOffset + byteOffset, data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    writeTyped(tensor, data, byteOffset);
   }
 
   copy(src: Tensor, dst: Tensor, dstOffset = 0): void {
-    if (src.dtype !== dst.dtype) throw new Error(`copy: ${src} and ${dst} differ in dtype`);
-    const units = dtypeInfo(dst.dtype).blockSize === 1 ? dstOffset : byteSize(dst.dtype, dstOffset);
-    const from = src.handle as TypedArray;
-    const to = dst.handle as TypedArray;
-    if (units + from.length > to.length) throw new Error(`copy of ${src} at ${dstOffset} overflows ${dst}`);
-    to.set(from as never, units);
+    copyTyped(src, dst, dstOffset);
   }
 
   async read(tensor: Tensor, into?: TypedArray): Promise<TypedArray> {
-    const src = tensor.handle as TypedArray;
-    if (!into) return src.slice();
-    if (into.byteLength < src.byteLength) throw new Error(`read: ${into.byteLength} bytes of room for ${tensor} (${src.byteLength} bytes)`);
-    new Uint8Array(into.buffer, into.byteOffset, src.byteLength).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
-    return into;
+    return readTyped(tensor, into);
   }
 
   /** Frees a tensor's block; with no tensor, closes the backend (ends its threads). */
