@@ -246,7 +246,7 @@ describe('errors', () => {
   it('--model is required', async () => {
     const r = await lithe(['inspect']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("required option '-m, --model <dir>' not specified");
+    expect(r.stderr).toContain("required option '-m, --model <dir|file.gguf>' not specified");
   });
 });
 

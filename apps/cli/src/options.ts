@@ -45,7 +45,7 @@ export interface LoadFlags {
 /** --model, --backend, --dtype, --cache-size and --kv-quant: how the model is loaded. */
 export function addLoadOptions(cmd: Command): Command {
   cmd
-    .requiredOption('-m, --model <dir>', 'Hugging Face model directory (config.json, tokenizer.json, *.safetensors)')
+    .requiredOption('-m, --model <dir|file.gguf>', 'Hugging Face model directory (config.json, tokenizer.json, *.safetensors) or GGUF file')
     .addOption(new Option('--backend <name>', 'compute backend; auto takes WebGPU when an adapter exists, else the CPU').choices([...BACKEND_CHOICES]).default('auto'))
     .option('--threads <n>', 'threads of the wasm backend (default: the physical cores)', integerAtLeast('--threads', 1))
     .addOption(new Option('--dtype <dtype>', 'storage dtype of the weight matrices; auto keeps the file\'s').choices(['auto', 'f32', 'f16', 'bf16']).default('auto'));

@@ -11,7 +11,7 @@ import { serveCommand } from './commands/serve.js';
 
 export function buildProgram(): Command {
   return new Command('lithe')
-    .description('Run Llama-family language models from Hugging Face model directories')
+    .description('Run Llama-family language models from Hugging Face model directories and GGUF files')
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)')
     .addCommand(generateCommand())

@@ -51,5 +51,5 @@ export type * from './plugin/types.js';
 export { definePlugin } from './plugin/define-plugin.js';
 export { PluginDriver } from './plugin/plugin-driver.js';
 
-export { createPipeline, type PipelineOptions } from './pipeline/create-pipeline.js';
+export { createPipeline, openModel, type ModelParts, type PipelineOptions } from './pipeline/create-pipeline.js';
 export { Pipeline, Generation, type PipelineParts } from './pipeline/pipeline.js';

@@ -1,6 +1,5 @@
 import { Command } from 'commander';
-import { kvBytesPerToken, loadHFDir, parameterCount, parseConfig, type LlamaConfig } from '@lithe/core';
-import { nodeModelFiles } from '@lithe/core/node';
+import { byteSize, kvBytesPerToken, numel, openModel, parameterCount, parseConfig, type LlamaConfig } from '@lithe/core';
 import { formatBytes, formatCount, formatTable, printJson } from '../format.js';
 import { integerAtLeast } from '../options.js';
 
@@ -16,8 +15,8 @@ const PREFILL_CHUNK = 256;
 
 export function inspectCommand(): Command {
   return new Command('inspect')
-    .description('describe a model and the memory it needs, from its config and safetensors headers (no weights are loaded)')
-    .requiredOption('-m, --model <dir>', 'Hugging Face model directory')
+    .description('describe a model and the memory it needs, from its config and tensor headers (no weights are loaded)')
+    .requiredOption('-m, --model <dir|file.gguf>', 'Hugging Face model directory or GGUF file')
     .option('-c, --context <n>', 'tokens per sequence for the memory estimate (default: the model\'s context length)', integerAtLeast('--context', 1))
     .option('-b, --batch <n>', 'sequences held at once for the memory estimate', integerAtLeast('--batch', 1), 1)
     .option('--json', 'print one JSON object')
@@ -37,15 +36,17 @@ export function activationBytes(c: LlamaConfig, context: number, batch: number):
 }
 
 async function run(flags: Flags): Promise<void> {
-  const dir = await loadHFDir(nodeModelFiles(flags.model));
+  const dir = await openModel(flags.model);
   try {
     const c = parseConfig(dir.config, dir.generationConfig);
     const tensors: Record<string, { count: number; bytes: number }> = {};
-    for (const w of dir.weights.values()) {
-      const t = (tensors[w.dtype] ??= { count: 0, bytes: 0 });
+    for (const name of dir.weights.names()) {
+      const { dtype, shape } = dir.weights.info(name)!;
+      const t = (tensors[dtype] ??= { count: 0, bytes: 0 });
       t.count++;
-      t.bytes += w.byteLength;
+      t.bytes += byteSize(dtype, numel(shape));
     }
+    const weightBytes = Object.values(tensors).reduce((sum, t) => sum + t.bytes, 0);
     const context = flags.context ?? c.maxPositionEmbeddings;
     if (context > c.maxPositionEmbeddings) process.stderr.write(`warning: --context ${context} exceeds the model's context length (${c.maxPositionEmbeddings})\n`);
     const kvBytes = kvBytesPerToken(c) * context * flags.batch;
@@ -63,7 +64,7 @@ async function run(flags: Flags): Promise<void> {
       vocab_size: c.vocabSize,
       parameters: parameterCount(c),
       tensors,
-      weight_bytes: dir.weightBytes,
+      weight_bytes: weightBytes,
       context_length: c.maxPositionEmbeddings,
       rope_theta: c.ropeTheta,
       rope_scaling: c.ropeScaling,
@@ -73,11 +74,11 @@ async function run(flags: Flags): Promise<void> {
       memory: {
         context,
         batch: flags.batch,
-        weight_bytes: dir.weightBytes,
+        weight_bytes: weightBytes,
         kv_bytes_per_token: kvBytesPerToken(c),
         kv_bytes: kvBytes,
         activation_bytes: actBytes,
-        total_bytes: dir.weightBytes + kvBytes + actBytes,
+        total_bytes: weightBytes + kvBytes + actBytes,
       },
     };
     if (flags.json) return printJson(report);
@@ -94,7 +95,7 @@ async function run(flags: Flags): Promise<void> {
         ['vocabulary', String(c.vocabSize)],
         ['parameters', `${formatCount(report.parameters)} (${report.parameters})`],
         ...Object.entries(tensors).map(([dtype, t]): [string, string] => [`tensors ${dtype}`, `${t.count} (${formatBytes(t.bytes)})`]),
-        ['weights', formatBytes(dir.weightBytes)],
+        ['weights', formatBytes(weightBytes)],
         ['context length', String(c.maxPositionEmbeddings)],
         ['rope', rope],
         ['sliding window', c.slidingWindow === null ? 'none' : String(c.slidingWindow)],

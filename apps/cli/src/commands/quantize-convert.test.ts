@@ -7,6 +7,7 @@ import { createPipeline, parseGGUF } from '@lithe/core';
 import { openFileSource } from '@lithe/core/node';
 import { writeRandomModel } from '../testing/random-model.js';
 import { convertCommand } from './convert.js';
+import { inspectCommand } from './inspect.js';
 import { quantizeCommand } from './quantize.js';
 import { pipelineOptions } from '../options.js';
 
@@ -91,6 +92,15 @@ describe('lithe convert', () => {
       p.dispose();
     });
   }
+
+  it('inspect reads a GGUF file as it reads the directory it came from', async () => {
+    const out = join(root, 'model-q8_0.gguf');
+    await run(convertCommand(), ['--model', model, '--to', 'gguf', '--type', 'q8_0', '--out', out]);
+    const [fromDir, fromGguf] = [await run(inspectCommand(), ['--model', model]), await run(inspectCommand(), ['--model', out])];
+    expect(fromGguf.parameters).toBe(fromDir.parameters);
+    // 2 layers × 7 matrices, lm_head and the embedding in q8_0; the norms stay f32.
+    expect((fromGguf.tensors as Record<string, { count: number }>).q8_0.count).toBe(16);
+  });
 
   it('refuses an output name without .gguf', async () => {
     await expect(run(convertCommand(), ['--model', model, '--out', join(root, 'x.bin')])).rejects.toThrow(/must end in .gguf/);

@@ -43,7 +43,7 @@ async function modelFiles(model: string | ModelFiles): Promise<ModelFiles> {
 }
 
 /** What a model is made of, whether it comes from an HF directory or a GGUF file. */
-interface ModelParts {
+export interface ModelParts {
   location: string;
   config: Record<string, unknown>;
   generationConfig: Record<string, unknown> | null;
@@ -53,7 +53,8 @@ interface ModelParts {
   close(): Promise<void>;
 }
 
-async function openModel(model: PipelineOptions['model']): Promise<ModelParts> {
+/** Opens a model's config, tokenizer files and weight headers without loading any weights. */
+export async function openModel(model: PipelineOptions['model']): Promise<ModelParts> {
   let gguf: ByteSource | null = null;
   if (typeof model === 'string' && /\.gguf$/i.test(model)) {
     const { openFileSource } = await import('../io/node-file-source.js');
