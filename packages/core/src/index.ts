@@ -32,11 +32,13 @@ export * from './model/config.js';
 export { ropeInvFrequencies } from './model/rope-frequencies.js';
 export { LlamaModel, type LlamaLayer, type ForwardOptions } from './model/llama.js';
 export { DenseLinear, type LinearModule } from './model/linear-module.js';
+export { dot } from './backends/cpu/kernels/linear.js';
 export * from './model/weights.js';
 export { hfWeightSource } from './pipeline/weight-source.js';
 
 export type { KVCache, KVCacheFactory, KVCacheLayer, KVCacheSpec } from './kv-cache/kv-cache.js';
 export { DenseKVCache } from './kv-cache/dense-kv-cache.js';
+export { LayeredKVCache } from './kv-cache/layered-kv-cache.js';
 
 export * from './generate/events.js';
 export { generateTokens, defaultDecodeStep, type GenerateOptions, type GenerationContext } from './generate/generate.js';

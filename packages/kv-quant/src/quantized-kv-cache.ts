@@ -1,4 +1,4 @@
-import type { Backend, KVCache, KVCacheLayer, KVCacheSpec, Tensor } from '@lithe/core';
+import { LayeredKVCache, type Backend, type KVCacheLayer, type KVCacheSpec, type Tensor } from '@lithe/core';
 import type { KvQuantFormat } from './format.js';
 import { quantizeRow } from './quantize.js';
 import { quantizeWebGpu, WEBGPU_MAX_HEAD_DIM } from './kernels/webgpu.js';
@@ -38,19 +38,15 @@ export function isQuantizedLayer(layer: KVCacheLayer): layer is QuantizedKVLayer
  * dtype, at the size the pipeline asks for, and no full-precision copy of the cache ever exists.
  * Keys and values are quantized per token and per KV head as they are written.
  */
-export class QuantizedKVCache implements KVCache {
+export class QuantizedKVCache extends LayeredKVCache<QuantizedKVLayer> {
   readonly kind: string;
-  readonly capacity: number;
-  readonly nLayers: number;
   readonly format: KvQuantFormat;
-  private readonly layers: QuantizedKVLayer[];
   private readonly nKVHeads: number;
   private readonly headDim: number;
   private readonly width: number;
-  private committed = 0;
 
   constructor(spec: KVCacheSpec, format: KvQuantFormat) {
-    if (!(Number.isSafeInteger(spec.capacity) && spec.capacity > 0)) throw new RangeError(`KV cache size must be a positive integer, got ${spec.capacity}`);
+    super(spec);
     const where = spec.backend.name;
     // The wasm backend's tensors are typed-array views like the CPU's, so the CPU code runs on them.
     if (where !== 'cpu' && where !== 'wasm' && where !== 'webgpu') {
@@ -66,8 +62,6 @@ export class QuantizedKVCache implements KVCache {
     }
     this.kind = format.kind;
     this.format = format;
-    this.capacity = spec.capacity;
-    this.nLayers = spec.nLayers;
     this.nKVHeads = spec.nKVHeads;
     this.headDim = spec.headDim;
     this.width = spec.nKVHeads * spec.headDim;
@@ -90,17 +84,9 @@ export class QuantizedKVCache implements KVCache {
     );
   }
 
-  get length(): number {
-    return this.committed;
-  }
-
   /** Exact bytes held: codes, scales and zeros of every layer. */
   get bytes(): number {
     return this.layers.reduce((sum, l) => sum + l.tensors.reduce((s, t) => s + t.byteLength, 0), 0);
-  }
-
-  layer(index: number): QuantizedKVLayer {
-    return this.layers[index];
   }
 
   write(layer: number, keys: Tensor, values: Tensor): void {
@@ -110,9 +96,7 @@ export class QuantizedKVCache implements KVCache {
     if (!Number.isInteger(tokens) || values.size !== keys.size) {
       throw new Error(`KV cache write: keys ${keys.size} and values ${values.size} values are not whole rows of ${this.width}`);
     }
-    if (this.committed + tokens > this.capacity) {
-      throw new RangeError(`KV cache is full: ${this.committed} + ${tokens} tokens exceed its size of ${this.capacity}; raise the cache size`);
-    }
+    this.checkRoom(tokens);
     if (keys.backend.name === 'webgpu') {
       quantizeWebGpu(this.format, keys, l.keyCodes, l.keyParams, this.committed, this.nKVHeads, this.headDim);
       quantizeWebGpu(this.format, values, l.valueCodes, l.valueParams, this.committed, this.nKVHeads, this.headDim);
@@ -139,24 +123,6 @@ export class QuantizedKVCache implements KVCache {
         quantizeRow(format, x, t * width + h * D, D, c, pos * rowBytes + h * headBytes, p, (pos * H + h) * pp);
       }
     }
-  }
-
-  commit(tokens: number): void {
-    const next = this.committed + tokens;
-    for (const l of this.layers) if (l.length !== next) throw new Error(`KV cache commit of ${tokens} tokens, but a layer holds ${l.length - this.committed}`);
-    this.committed = next;
-  }
-
-  truncate(length: number): void {
-    if (!(Number.isSafeInteger(length) && length >= 0 && length <= this.committed)) {
-      throw new RangeError(`cannot truncate the KV cache to ${length} tokens: it holds ${this.committed}`);
-    }
-    this.committed = length;
-    for (const l of this.layers) l.length = length;
-  }
-
-  reset(): void {
-    this.truncate(0);
   }
 
   dispose(): void {

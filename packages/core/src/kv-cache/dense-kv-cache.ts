@@ -1,6 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { KVCache, KVCacheLayer, KVCacheSpec } from './kv-cache.js';
+import type { KVCacheLayer, KVCacheSpec } from './kv-cache.js';
+import { LayeredKVCache } from './layered-kv-cache.js';
 
 class DenseLayer implements KVCacheLayer {
   readonly kind = 'dense';
@@ -15,19 +16,13 @@ class DenseLayer implements KVCacheLayer {
  * The reference cache: f32 keys and values, [capacity, nKVHeads * headDim] per layer, allocated
  * once up front so memory does not grow while generating.
  */
-export class DenseKVCache implements KVCache {
+export class DenseKVCache extends LayeredKVCache<DenseLayer> {
   readonly kind = 'dense';
-  readonly capacity: number;
-  readonly nLayers: number;
-  private readonly layers: DenseLayer[];
   private readonly width: number;
   private readonly backend: Backend;
-  private committed = 0;
 
   constructor(spec: KVCacheSpec) {
-    if (!(Number.isSafeInteger(spec.capacity) && spec.capacity > 0)) throw new RangeError(`KV cache size must be a positive integer, got ${spec.capacity}`);
-    this.capacity = spec.capacity;
-    this.nLayers = spec.nLayers;
+    super(spec);
     this.backend = spec.backend;
     this.width = spec.nKVHeads * spec.headDim;
     const shape = [spec.capacity, this.width];
@@ -37,46 +32,18 @@ export class DenseKVCache implements KVCache {
     );
   }
 
-  get length(): number {
-    return this.committed;
-  }
-
   get bytes(): number {
     return this.layers.reduce((sum, l) => sum + l.keys.byteLength + l.values.byteLength, 0);
-  }
-
-  layer(index: number): KVCacheLayer {
-    return this.layers[index];
   }
 
   write(layer: number, keys: Tensor, values: Tensor): void {
     const l = this.layers[layer];
     const tokens = keys.size / this.width;
-    if (this.committed + tokens > this.capacity) {
-      throw new RangeError(`KV cache is full: ${this.committed} + ${tokens} tokens exceed its size of ${this.capacity}; raise the cache size`);
-    }
+    this.checkRoom(tokens);
     const offset = this.committed * this.width;
     this.backend.copy(keys, l.keys, offset);
     this.backend.copy(values, l.values, offset);
     l.length = this.committed + tokens;
-  }
-
-  commit(tokens: number): void {
-    const next = this.committed + tokens;
-    for (const l of this.layers) if (l.length !== next) throw new Error(`KV cache commit of ${tokens} tokens, but a layer holds ${l.length - this.committed}`);
-    this.committed = next;
-  }
-
-  truncate(length: number): void {
-    if (!(Number.isSafeInteger(length) && length >= 0 && length <= this.committed)) {
-      throw new RangeError(`cannot truncate the KV cache to ${length} tokens: it holds ${this.committed}`);
-    }
-    this.committed = length;
-    for (const l of this.layers) l.length = length;
-  }
-
-  reset(): void {
-    this.truncate(0);
   }
 
   dispose(): void {

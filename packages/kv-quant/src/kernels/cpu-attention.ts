@@ -1,4 +1,4 @@
-import type { AttentionParams, KVCacheLayer, Tensor } from '@lithe/core';
+import { dot, type AttentionParams, type KVCacheLayer, type Tensor } from '@lithe/core';
 import { isQuantizedLayer } from '../quantized-kv-cache.js';
 import { rowAffine, unpackCodes } from '../quantize.js';
 
@@ -8,19 +8,6 @@ let row = new Float32Array(0);
 let qsum = new Float64Array(0);
 let bias = new Float64Array(0);
 const affine = new Float64Array(2);
-
-function dot(a: Float32Array, ao: number, b: Float32Array, n: number): number {
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  let i = 0;
-  for (; i + 3 < n; i += 4) {
-    s0 += a[ao + i] * b[i];
-    s1 += a[ao + i + 1] * b[i + 1];
-    s2 += a[ao + i + 2] * b[i + 2];
-    s3 += a[ao + i + 3] * b[i + 3];
-  }
-  for (; i < n; i++) s0 += a[ao + i] * b[i];
-  return s0 + s1 + s2 + s3;
-}
 
 /**
  * Causal grouped-query attention over an int8/int4 cache, with the semantics of core's dense
@@ -79,7 +66,7 @@ export function attentionQuantized(q: Tensor, cache: KVCacheLayer, p: AttentionP
         const b = affine[1] * scale;
         for (let i = 0; i < group; i++) {
           const qo = (t * nHeads + h0 + i) * D;
-          scores[i * S + j] = a * dot(qs, qo, row, D) + b * qsum[i];
+          scores[i * S + j] = a * dot(qs, qo, row, 0, D) + b * qsum[i];
         }
       }
 

@@ -1,4 +1,4 @@
-import { BF16_TABLE, F16_TABLE, f32ToBf16, f32ToF16, type Tensor } from '@lithe/core';
+import { BF16_TABLE, dot, F16_TABLE, f32ToBf16, f32ToF16, type Tensor } from '@lithe/core';
 import type { FourBitWeights } from '../four-bit-weights.js';
 
 const ROUND: Record<FourBitWeights['computeDType'], (v: number) => number> = {
@@ -18,19 +18,6 @@ function absmaxReader(w: FourBitWeights): (b: number) => number {
   const { nestedMap: map, nestedBlockSize: nb, offset } = w;
   const f = Math.fround;
   return (b) => f(f(map[codes[b]] * scale[Math.floor(b / nb)]) + offset);
-}
-
-function dot(a: Float32Array, ao: number, b: Float32Array, n: number): number {
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  let i = 0;
-  for (; i + 3 < n; i += 4) {
-    s0 += a[ao + i] * b[i];
-    s1 += a[ao + i + 1] * b[i + 1];
-    s2 += a[ao + i + 2] * b[i + 2];
-    s3 += a[ao + i + 3] * b[i + 3];
-  }
-  for (; i < n; i++) s0 += a[ao + i] * b[i];
-  return s0 + s1 + s2 + s3;
 }
 
 let scratch = new Float32Array(0);
@@ -114,6 +101,6 @@ export function linear4bitCpu(x: Tensor, w: FourBitWeights, bias: Tensor | null,
   for (let o = 0; o < outF; o++) {
     decodeRow(w, o, row, absmaxOf);
     const b = bs ? bs[o] : 0;
-    for (let t = 0; t < rows; t++) ys[t * outF + o] = dot(xs, t * inF, row, inF) + b;
+    for (let t = 0; t < rows; t++) ys[t * outF + o] = dot(xs, t * inF, row, 0, inF) + b;
   }
 }
