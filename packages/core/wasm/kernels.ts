@@ -98,6 +98,39 @@ export function scale_f32(src: usize, dst: usize, n: i32, factor: f32): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Touching weights before computing on them
+// ---------------------------------------------------------------------------------------------
+//
+// Decoding streams every weight from memory once per token, and wasm has no prefetch instruction.
+// A dot-product loop does enough work per cache line that the few line misses it keeps in flight
+// leave the core waiting on memory about half the time. So the linears take their rows in chunks
+// of about TOUCH_BYTES: first a loop that only loads one byte per 64-byte line (many misses in
+// flight at once, so the lines arrive at close to the memory's bandwidth), then the dot products
+// on the chunk, now in cache. Measured on a q8_0 matrix streamed from memory with one thread:
+// 8.6 GB/s against 6.2 without the touch loop; q4_0 5.9 against 4.4.
+
+const TOUCH_BYTES: usize = 24576;
+
+/** Rows per chunk for rows of `stride` bytes. */
+@inline function touchChunk(stride: usize): i32 {
+  return <i32>max<usize>(1, TOUCH_BYTES / stride);
+}
+
+/** Loads one byte of every 64-byte line of [p, p + n) (the sum lands in `sink` so it stays). */
+function touch(p: usize, n: usize, sink: usize): void {
+  const end = p + n;
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (; p + 256 <= end; p += 256) {
+    s0 += load<u8>(p);
+    s1 += load<u8>(p, 64);
+    s2 += load<u8>(p, 128);
+    s3 += load<u8>(p, 192);
+  }
+  for (; p < end; p += 64) s0 += load<u8>(p);
+  store<i32>(sink, s0 + s1 + s2 + s3);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Float linear: out[t, o] = x[t] · w[o] + b[o] for o in [r0, r1)
 // ---------------------------------------------------------------------------------------------
 
@@ -163,7 +196,12 @@ function matmulRowsF32(x: usize, w: usize, out: usize, T: i32, inF: i32, outF: i
 export function linear_f32(x: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, _scratch: usize): void {
   const stride = <usize>inF << 2;
   if (T == 1) {
-    for (let o = r0; o < r1; o++) store<f32>(out + (<usize>o << 2), dotF32(w + <usize>o * stride, x, inF));
+    const step = touchChunk(stride);
+    for (let c = r0; c < r1; c += step) {
+      const e = min(c + step, r1);
+      touch(w + <usize>c * stride, <usize>(e - c) * stride, _scratch);
+      for (let o = c; o < e; o++) store<f32>(out + (<usize>o << 2), dotF32(w + <usize>o * stride, x, inF));
+    }
   } else {
     // Blocks of 64 weight rows are reused for all T activation rows while they are in cache.
     for (let b = r0; b < r1; b += 64) {
@@ -207,7 +245,12 @@ export function linear_f16(xs: usize, w: usize, bias: usize, out: usize, T: i32,
   const TWO_56: f32 = 7.205759403792794e16;
   if (T == 1) {
     const stride = <usize>inF << 1;
-    for (let o = r0; o < r1; o++) store<f32>(out + (<usize>o << 2), dotF16(w + <usize>o * stride, xs, inF) * TWO_56);
+    const step = touchChunk(stride);
+    for (let c = r0; c < r1; c += step) {
+      const e = min(c + step, r1);
+      touch(w + <usize>c * stride, <usize>(e - c) * stride, scratch);
+      for (let o = c; o < e; o++) store<f32>(out + (<usize>o << 2), dotF16(w + <usize>o * stride, xs, inF) * TWO_56);
+    }
   } else {
     const tmp = scratch + ((<usize>WIDE_ROWS * inF) << 2);
     for (let b = r0; b < r1; b += WIDE_ROWS) {
@@ -222,7 +265,12 @@ export function linear_f16(xs: usize, w: usize, bias: usize, out: usize, T: i32,
 export function linear_bf16(x: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
   if (T == 1) {
     const stride = <usize>inF << 1;
-    for (let o = r0; o < r1; o++) store<f32>(out + (<usize>o << 2), dotBF16(w + <usize>o * stride, x, inF));
+    const step = touchChunk(stride);
+    for (let c = r0; c < r1; c += step) {
+      const e = min(c + step, r1);
+      touch(w + <usize>c * stride, <usize>(e - c) * stride, scratch);
+      for (let o = c; o < e; o++) store<f32>(out + (<usize>o << 2), dotBF16(w + <usize>o * stride, x, inF));
+    }
   } else {
     const tmp = scratch + ((<usize>WIDE_ROWS * inF) << 2);
     for (let b = r0; b < r1; b += WIDE_ROWS) {
@@ -235,17 +283,26 @@ export function linear_bf16(x: usize, w: usize, bias: usize, out: usize, T: i32,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Block-quantized weights (llama.cpp layouts) against activations quantized to 8 bits per block
+// Block-quantized weights (llama.cpp's q8_0 and q4_0) against activations quantized per block
 // ---------------------------------------------------------------------------------------------
 //
-// q8_0: 34-byte blocks of 32 values: f16 d, 32 × i8 q; x = q·d.
-// q4_0: 18-byte blocks of 32 values: f16 d, 16 bytes; value j < 16 is the low nibble of byte j,
-//       value j ≥ 16 the high nibble of byte j − 16; x = (nibble − 8)·d.
+// llama.cpp stores a row as nb blocks of [f16 d, quants]: q8_0 34 bytes (32 × i8, x = q·d), q4_0
+// 18 bytes (16 bytes; value j < 16 is the low nibble of byte j, value j ≥ 16 the high nibble of
+// byte j − 16; x = (nibble − 8)·d). The backend repacks each row as it uploads it (repack_rows):
+// the row's nb f16 scales first, then its nb blocks of quants, in the same bytes. Decoding reads
+// four scales in one load and the quants as one dense stream, which keeps more of the row's cache
+// misses in flight than the interleaved layout (measured: about 1.4× the throughput on a q8_0 row
+// streamed from memory).
 //
-// The activation row is quantized per 32-value block (like llama.cpp's q8 dot products) and kept
-// as 32 i16 in order (64 bytes per block): weights widen to i16 lanes as they load (load8x8_s for
-// q8_0; load8x8_u, then mask or shift for the two nibbles of q4_0) and meet it in i32x4.dot_i16x8_s.
-// After the nb blocks of a row: nb f32 scales, then nb i32 holding 8·Σq (the q4_0 offset).
+// The activation row is quantized to 8 bits per 32-value block (like llama.cpp's q8 dot products)
+// and kept as 32 i16 per block (64 bytes), followed by nb f32 scales and nb i32 offsets:
+//  - for q8_0, q in order: the weights widen to i16 as they load (load8x8_s) and meet it in
+//    i32x4.dot_i16x8_s;
+//  - for q4_0, the byte b = lo + 16·hi of each nibble pair widens to i16 (load8x8_u) and meets
+//    Y1 = q[16 + j], while its low nibble (b & 15) meets Y2 = 16·q[j] − q[16 + j]: the two products
+//    sum to 16·(lo·q[j] + hi·q[16 + j]) with no shift, so the block's integer dot is 16 times the
+//    true one. Its scale carries the 1/16, and its offset 16·8·Σq removes the nibbles' +8.
+// Every product fits its lane: |Y2| ≤ 16·127 + 127, and dot_i16x8_s sums pairs into i32.
 
 /** Bytes of quantized activation per row of inF values. */
 @inline function xqRowBytes(inF: i32): usize {
@@ -256,14 +313,44 @@ export function xq_row_bytes(inF: i32): usize {
   return xqRowBytes(inF);
 }
 
-/** Quantizes T rows of inF f32 (inF % 32 == 0) into the layout above at xq. */
-export function quantize_x(x: usize, xq: usize, T: i32, inF: i32): void {
+/** llama.cpp rows (nb blocks of bb bytes: f16 scale then quants) → [nb scales][nb × quants]. */
+export function repack_rows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32): void {
+  const qb = <usize>(bb - 2);
+  const rowBytes = <usize>nb * bb;
+  for (let r = 0; r < rows; r++) {
+    const s = src + <usize>r * rowBytes, d = dst + <usize>r * rowBytes;
+    const quants = d + (<usize>nb << 1);
+    for (let b = 0; b < nb; b++) {
+      const blk = s + <usize>b * bb;
+      store<u16>(d + (<usize>b << 1), load<u16>(blk));
+      for (let k: usize = 0; k < qb; k += 16) v128.store(quants + <usize>b * qb + k, v128.load(blk + 2 + k));
+    }
+  }
+}
+
+/** The inverse of repack_rows. */
+export function unpack_rows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32): void {
+  const qb = <usize>(bb - 2);
+  const rowBytes = <usize>nb * bb;
+  for (let r = 0; r < rows; r++) {
+    const s = src + <usize>r * rowBytes, d = dst + <usize>r * rowBytes;
+    const quants = s + (<usize>nb << 1);
+    for (let b = 0; b < nb; b++) {
+      const blk = d + <usize>b * bb;
+      store<u16>(blk, load<u16>(s + (<usize>b << 1)));
+      for (let k: usize = 0; k < qb; k += 16) v128.store(blk + 2 + k, v128.load(quants + <usize>b * qb + k));
+    }
+  }
+}
+
+/** Quantizes T rows of inF f32 (inF % 32 == 0) into the layout above at xq, for q4_0 if `q4`. */
+export function quantize_x(x: usize, xq: usize, T: i32, inF: i32, q4: bool): void {
   const nb = inF >> 5;
   for (let t = 0; t < T; t++) {
     const row = x + ((<usize>t * inF) << 2);
     const q = xq + <usize>t * xqRowBytes(inF);
     const scales = q + (<usize>nb << 6);
-    const sums = scales + (<usize>nb << 2);
+    const offsets = scales + (<usize>nb << 2);
     for (let b = 0; b < nb; b++) {
       const src = row + (<usize>b << 7);
       let m = f32x4.splat(0);
@@ -273,113 +360,153 @@ export function quantize_x(x: usize, xq: usize, T: i32, inF: i32): void {
       const id: f32 = amax > 0 ? 127 / amax : 0;
       const dst = q + (<usize>b << 6);
       let sum = 0;
-      for (let j = 0; j < 32; j++) {
-        const v = <i32>nearest<f32>(load<f32>(src + (<usize>j << 2)) * id);
-        sum += v;
-        store<i16>(dst + (<usize>j << 1), <i16>v);
+      for (let j = 0; j < 16; j++) {
+        const lo = <i32>nearest<f32>(load<f32>(src + (<usize>j << 2)) * id);
+        const hi = <i32>nearest<f32>(load<f32>(src + (<usize>(j + 16) << 2)) * id);
+        sum += lo + hi;
+        if (q4) {
+          // i16 slots: bytes 0..7 of the nibbles pair with slots 0..15, bytes 8..15 with 16..31.
+          const slot = <usize>(((j >> 3) << 4) + (j & 7));
+          store<i16>(dst + (slot << 1), <i16>(16 * lo - hi));
+          store<i16>(dst + (slot << 1), <i16>hi, 16);
+        } else {
+          store<i16>(dst + (<usize>j << 1), <i16>lo);
+          store<i16>(dst + (<usize>j << 1), <i16>hi, 32);
+        }
       }
-      store<f32>(scales + (<usize>b << 2), d);
-      store<i32>(sums + (<usize>b << 2), sum << 3);
+      store<f32>(scales + (<usize>b << 2), q4 ? d / 16 : d);
+      store<i32>(offsets + (<usize>b << 2), q4 ? sum << 7 : 0);
     }
   }
 }
 
-@inline function q8BlockDot(wb: usize, xb: usize): v128 {
-  let d = i32x4.dot_i16x8_s(v128.load8x8_s(wb, 2), v128.load(xb));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(wb, 10), v128.load(xb, 16)));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(wb, 18), v128.load(xb, 32)));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(wb, 26), v128.load(xb, 48)));
-  return d;
+@inline function q8BlockDot(q: usize, xb: usize): v128 {
+  let d = i32x4.dot_i16x8_s(v128.load8x8_s(q), v128.load(xb));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), v128.load(xb, 16)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(q, 16), v128.load(xb, 32)));
+  return i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(q, 24), v128.load(xb, 48)));
 }
 
-@inline function q4BlockDot(wb: usize, xb: usize): v128 {
-  // Bytes 0..7 and 8..15 widened to i16: low nibbles are values 0..15, high nibbles 16..31.
-  const b0 = v128.load8x8_u(wb, 2);
-  const b1 = v128.load8x8_u(wb, 10);
+@inline function q4BlockDot(q: usize, xb: usize): v128 {
+  const b0 = v128.load8x8_u(q);
+  const b1 = v128.load8x8_u(q, 8);
   const m = i16x8.splat(0x0f);
   let d = i32x4.dot_i16x8_s(v128.and(b0, m), v128.load(xb));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.and(b1, m), v128.load(xb, 16)));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(i16x8.shr_u(b0, 4), v128.load(xb, 32)));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(i16x8.shr_u(b1, 4), v128.load(xb, 48)));
-  return d;
-}
-
-/** [Σa, Σb, Σc, Σd] of four i32x4 vectors. */
-@inline function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 2, 6), i32x4.shuffle(a, b, 1, 5, 3, 7));
-  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 2, 6), i32x4.shuffle(c, d, 1, 5, 3, 7));
-  return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(b0, v128.load(xb, 16)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.and(b1, m), v128.load(xb, 32)));
+  return i32x4.add(d, i32x4.dot_i16x8_s(b1, v128.load(xb, 48)));
 }
 
 @inline function hsumI32(a: v128): i32 {
   return i32x4.extract_lane(a, 0) + i32x4.extract_lane(a, 1) + i32x4.extract_lane(a, 2) + i32x4.extract_lane(a, 3);
 }
 
-/** The f16 scales of four consecutive blocks (stride bb bytes) as f32x4. */
-@inline function scales4(w: usize, bb: usize): v128 {
-  let h = v128.load16_lane(w, i32x4.splat(0), 0);
-  h = v128.load16_lane(w + bb, h, 1);
-  h = v128.load16_lane(w + 2 * bb, h, 2);
-  h = v128.load16_lane(w + 3 * bb, h, 3);
-  return f32x4.mul(halfScaled4(i32x4.extend_low_i16x8_s(h)), f32x4.splat(TWO_112));
+/** Lane k of v in every lane (k a constant). */
+@inline function broadcast(v: v128, k: i32): v128 {
+  return k == 0 ? i32x4.shuffle(v, v, 0, 0, 0, 0) : k == 1 ? i32x4.shuffle(v, v, 1, 1, 1, 1) : k == 2 ? i32x4.shuffle(v, v, 2, 2, 2, 2) : i32x4.shuffle(v, v, 3, 3, 3, 3);
 }
 
-function dotQ8(w: usize, xq: usize, nb: i32): f32 {
-  const scales = xq + (<usize>nb << 6);
+/** Four f16 scales at sp times four f32 activation scales at dp. */
+@inline function scales4(sp: usize, dp: usize): v128 {
+  return f32x4.mul(f32x4.mul(halfScaled4(v128.load16x4_s(sp)), f32x4.splat(TWO_112)), v128.load(dp));
+}
+
+// The row dots below store the accumulator to `pin` after each block. The store is never read: it
+// keeps V8 from scheduling all sixteen of a group's loads first and spilling their registers.
+
+/** One repacked q8_0 row · one quantized activation row. */
+function dotQ8(row: usize, xq: usize, nb: i32, pin: usize): f32 {
+  let sp = row, q = row + (<usize>nb << 1), xb = xq, dp = xq + (<usize>nb << 6);
+  const end4 = q + (<usize>(nb & ~3) << 5);
   let acc = f32x4.splat(0);
-  let b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    const wb = w + <usize>b * 34, xb = xq + (<usize>b << 6);
-    const d = hsum4(q8BlockDot(wb, xb), q8BlockDot(wb + 34, xb + 64), q8BlockDot(wb + 68, xb + 128), q8BlockDot(wb + 102, xb + 192));
-    const s = f32x4.mul(scales4(wb, 34), v128.load(scales + (<usize>b << 2)));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(d), s));
+  while (q < end4) {
+    const s = scales4(sp, dp);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8BlockDot(q, xb)), broadcast(s, 0)));
+    v128.store(pin, acc);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8BlockDot(q + 32, xb + 64)), broadcast(s, 1)));
+    v128.store(pin, acc);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8BlockDot(q + 64, xb + 128)), broadcast(s, 2)));
+    v128.store(pin, acc);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8BlockDot(q + 96, xb + 192)), broadcast(s, 3)));
+    sp += 8;
+    q += 128;
+    xb += 256;
+    dp += 16;
   }
   let sum = hadd(acc);
-  for (; b < nb; b++) {
-    const wb = w + <usize>b * 34;
-    sum += <f32>hsumI32(q8BlockDot(wb, xq + (<usize>b << 6))) * halfToF32(wb) * load<f32>(scales + (<usize>b << 2));
+  const end = row + <usize>nb * 34;
+  while (q < end) {
+    sum += <f32>hsumI32(q8BlockDot(q, xb)) * halfToF32(sp) * load<f32>(dp);
+    sp += 2;
+    q += 32;
+    xb += 64;
+    dp += 4;
   }
   return sum;
 }
 
-function dotQ4(w: usize, xq: usize, nb: i32): f32 {
-  const scales = xq + (<usize>nb << 6);
-  const sums = scales + (<usize>nb << 2);
+/** One repacked q4_0 row · one activation row quantized for q4_0. */
+function dotQ4(row: usize, xq: usize, nb: i32, pin: usize): f32 {
+  let sp = row, q = row + (<usize>nb << 1), xb = xq, dp = xq + (<usize>nb << 6), op = dp + (<usize>nb << 2);
+  const end4 = q + (<usize>(nb & ~3) << 4);
   let acc = f32x4.splat(0);
-  let b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    const wb = w + <usize>b * 18, xb = xq + (<usize>b << 6);
-    let d = hsum4(q4BlockDot(wb, xb), q4BlockDot(wb + 18, xb + 64), q4BlockDot(wb + 36, xb + 128), q4BlockDot(wb + 54, xb + 192));
-    d = i32x4.sub(d, v128.load(sums + (<usize>b << 2)));
-    const s = f32x4.mul(scales4(wb, 18), v128.load(scales + (<usize>b << 2)));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(d), s));
+  while (q < end4) {
+    const s = scales4(sp, dp);
+    acc = f32x4.sub(acc, f32x4.mul(s, f32x4.convert_i32x4_s(v128.load(op))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q4BlockDot(q, xb)), broadcast(s, 0)));
+    v128.store(pin, acc);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q4BlockDot(q + 16, xb + 64)), broadcast(s, 1)));
+    v128.store(pin, acc);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q4BlockDot(q + 32, xb + 128)), broadcast(s, 2)));
+    v128.store(pin, acc);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q4BlockDot(q + 48, xb + 192)), broadcast(s, 3)));
+    sp += 8;
+    q += 64;
+    xb += 256;
+    dp += 16;
+    op += 16;
   }
   let sum = hadd(acc);
-  for (; b < nb; b++) {
-    const wb = w + <usize>b * 18;
-    const d = hsumI32(q4BlockDot(wb, xq + (<usize>b << 6))) - load<i32>(sums + (<usize>b << 2));
-    sum += <f32>d * halfToF32(wb) * load<f32>(scales + (<usize>b << 2));
+  const end = row + <usize>nb * 18;
+  while (q < end) {
+    sum += <f32>(hsumI32(q4BlockDot(q, xb)) - load<i32>(op)) * halfToF32(sp) * load<f32>(dp);
+    sp += 2;
+    q += 16;
+    xb += 64;
+    dp += 4;
+    op += 4;
   }
   return sum;
 }
 
-/** xq from quantize_x. Weight rows are consecutive: inF / 32 blocks of 34 bytes each. */
-export function linear_q8_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, _scratch: usize): void {
+/** xq from quantize_x (q4 = false); w: repacked rows of inF / 32 blocks. */
+export function linear_q8_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
   const nb = inF >> 5;
   const stride = <usize>nb * 34;
   const xs = xqRowBytes(inF);
-  for (let o = r0; o < r1; o++) {
-    for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotQ8(w + <usize>o * stride, xq + <usize>t * xs, nb));
+  const step = touchChunk(stride);
+  for (let c = r0; c < r1; c += step) {
+    const e = min(c + step, r1);
+    touch(w + <usize>c * stride, <usize>(e - c) * stride, scratch + 16);
+    for (let o = c; o < e; o++) {
+      for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotQ8(w + <usize>o * stride, xq + <usize>t * xs, nb, scratch));
+    }
   }
   addBias(bias, out, T, outF, r0, r1);
 }
 
-export function linear_q4_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, _scratch: usize): void {
+/** xq from quantize_x (q4 = true); w: repacked rows of inF / 32 blocks. */
+export function linear_q4_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
   const nb = inF >> 5;
   const stride = <usize>nb * 18;
   const xs = xqRowBytes(inF);
-  for (let o = r0; o < r1; o++) {
-    for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotQ4(w + <usize>o * stride, xq + <usize>t * xs, nb));
+  const step = touchChunk(stride);
+  for (let c = r0; c < r1; c += step) {
+    const e = min(c + step, r1);
+    touch(w + <usize>c * stride, <usize>(e - c) * stride, scratch + 16);
+    for (let o = c; o < e; o++) {
+      for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotQ4(w + <usize>o * stride, xq + <usize>t * xs, nb, scratch));
+    }
   }
   addBias(bias, out, T, outF, r0, r1);
 }

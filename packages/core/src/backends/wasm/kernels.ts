@@ -5,9 +5,9 @@ import { registerDType } from '../../tensor/dtype.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { argmax } from '../cpu/kernels/argmax.js';
 import { embedding } from '../cpu/kernels/embedding.js';
-import { embeddingQuantized } from '../cpu/kernels/embedding-quantized.js';
 import { rope } from '../cpu/kernels/rope.js';
 import { softmax } from '../cpu/kernels/softmax.js';
+import { embeddingRepacked } from './repacked-rows.js';
 import type { WasmBackend, WasmLinearDType } from './wasm-backend.js';
 
 const be = (t: Tensor) => t.backend as WasmBackend;
@@ -37,7 +37,7 @@ export function registerWasmKernels(): void {
   r.register('wasm', 'swiglu', (g: Tensor, u: Tensor, out: Tensor) => be(out).swiglu(g, u, out));
 
   for (const dtype of ['f32', 'f16', 'bf16']) r.register('wasm', 'embedding', embedding, { variant: dtype });
-  for (const dtype of ['q8_0', 'q4_0']) r.register('wasm', 'embedding', embeddingQuantized, { variant: dtype });
+  for (const dtype of ['q8_0', 'q4_0']) r.register('wasm', 'embedding', embeddingRepacked, { variant: dtype });
   r.register('wasm', 'rope', rope);
   r.register('wasm', 'softmax', softmax);
   r.register('wasm', 'argmax', argmax);

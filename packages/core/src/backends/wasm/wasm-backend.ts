@@ -12,6 +12,7 @@ import { CONTROL_BYTES, physicalCores, ThreadPool } from './thread-pool.js';
 import { registerWasmKernels } from './kernels.js';
 import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 import { copyTyped, readTyped, writeTyped } from '../typed-array-storage.js';
+import { REPACKED_BLOCK_BYTES, rowGeometry } from './repacked-rows.js';
 
 export type WasmTensor = Tensor<TypedArray>;
 
@@ -19,7 +20,9 @@ export type WasmTensor = Tensor<TypedArray>;
 interface KernelExports {
   heap_base(): number;
   xq_row_bytes(inF: number): number;
-  quantize_x(x: number, xq: number, T: number, inF: number): void;
+  quantize_x(x: number, xq: number, T: number, inF: number, q4: number): void;
+  repack_rows(src: number, dst: number, rows: number, nb: number, blockBytes: number): void;
+  unpack_rows(src: number, dst: number, rows: number, nb: number, blockBytes: number): void;
   scale_f32(src: number, dst: number, n: number, factor: number): void;
   rms_norm(x: number, w: number, out: number, rows: number, dim: number, eps: number): void;
   add(a: number, b: number, out: number, n: number): void;
@@ -39,6 +42,8 @@ const PAGE = 65536;
 const TWO_56 = 2 ** 56;
 // Prefill widens this many 16-bit weight rows at a time (WIDE_ROWS in wasm/kernels.ts).
 const WIDE_ROWS = 16;
+// q8_0 / q4_0 rows are repacked through a staging block of about this size.
+const STAGING_BYTES = 1 << 20;
 
 export interface WasmBackendOptions {
   /** Threads computing each kernel, the calling one included; default: the physical cores. */
@@ -141,12 +146,15 @@ export class WasmBackend implements Backend {
     return new Tensor(this, shape, dtype, storage(dtype, this.wasmMemory.buffer, ptr, n, bytes), use);
   }
 
-  /** Copies the bytes into wasm memory once; the caller's buffer can be dropped afterwards. */
+  /**
+   * Copies the bytes into wasm memory once; the caller's buffer can be dropped afterwards. q8_0 and
+   * q4_0 rows are repacked for the kernels on the way in (repacked-rows.ts).
+   */
   upload(bytes: Uint8Array, shape: Shape, dtype: DType, use: MemoryUse): WasmTensor {
     const expected = byteSize(dtype, numel(shape));
     if (bytes.byteLength !== expected) throw new Error(`upload: ${bytes.byteLength} bytes given for ${dtype}[${shape.join(', ')}] (${expected} needed)`);
     const t = this.allocate(shape, dtype, use);
-    new Uint8Array(this.wasmMemory.buffer, ptrOf(t), expected).set(bytes);
+    this.write(t, bytes);
     return t;
   }
 
@@ -160,7 +168,24 @@ export class WasmBackend implements Backend {
   }
 
   write(tensor: Tensor, data: ArrayBufferView, byteOffset = 0): void {
-    writeTyped(tensor, data, byteOffset);
+    const blockBytes = REPACKED_BLOCK_BYTES[tensor.dtype];
+    if (blockBytes === undefined) {
+      writeTyped(tensor, data, byteOffset);
+      return;
+    }
+    const { nb, rowBytes } = rowGeometry(tensor, blockBytes);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (byteOffset % rowBytes !== 0 || bytes.length % rowBytes !== 0) {
+      throw new Error(`write to ${tensor}: ${bytes.length} bytes at ${byteOffset} are not whole rows of ${rowBytes} bytes (the wasm backend repacks ${tensor.dtype} by row)`);
+    }
+    if (byteOffset + bytes.length > tensor.byteLength) throw new Error(`write of ${bytes.length} bytes at ${byteOffset} overflows ${tensor} (${tensor.byteLength} bytes)`);
+    const rowsPerChunk = Math.max(1, Math.floor(STAGING_BYTES / rowBytes));
+    const stage = this.sharedScratch(rowsPerChunk * rowBytes);
+    for (let done = 0; done < bytes.length; done += rowsPerChunk * rowBytes) {
+      const chunk = bytes.subarray(done, done + rowsPerChunk * rowBytes);
+      new Uint8Array(this.wasmMemory.buffer, stage, chunk.length).set(chunk);
+      this.ex.repack_rows(stage, ptrOf(tensor) + byteOffset + done, chunk.length / rowBytes, nb, blockBytes);
+    }
   }
 
   copy(src: Tensor, dst: Tensor, dstOffset = 0): void {
@@ -168,7 +193,18 @@ export class WasmBackend implements Backend {
   }
 
   async read(tensor: Tensor, into?: TypedArray): Promise<TypedArray> {
-    return readTyped(tensor, into);
+    const blockBytes = REPACKED_BLOCK_BYTES[tensor.dtype];
+    if (blockBytes === undefined) return readTyped(tensor, into);
+    // Unpacked into a temporary block of wasm memory, then copied out.
+    const { nb, rowBytes } = rowGeometry(tensor, blockBytes);
+    const stage = this.alloc.alloc(tensor.byteLength);
+    try {
+      this.ex.unpack_rows(ptrOf(tensor), stage, tensor.byteLength / rowBytes, nb, blockBytes);
+      const unpacked = new Tensor(this, tensor.shape, tensor.dtype, new Uint8Array(this.wasmMemory.buffer, stage, tensor.byteLength), tensor.use, true);
+      return readTyped(unpacked, into);
+    } finally {
+      this.alloc.release(stage);
+    }
   }
 
   /** Frees a tensor's block; with no tensor, closes the backend (ends its threads). */
@@ -247,7 +283,7 @@ export class WasmBackend implements Backend {
     if (kind === 'q8_0' || kind === 'q4_0') {
       if (inF % 32 !== 0) throw new Error(`linear ${kind}: the input size ${inF} is not a multiple of 32`);
       const s = this.sharedScratch(T * this.ex.xq_row_bytes(inF));
-      this.ex.quantize_x(xp, s, T, inF);
+      this.ex.quantize_x(xp, s, T, inF, kind === 'q4_0' ? 1 : 0);
       xp = s;
     } else if (kind === 'f16') {
       const s = this.sharedScratch(T * inF * 4);
@@ -255,7 +291,8 @@ export class WasmBackend implements Backend {
       xp = s;
     }
     const wide = (kind === 'f16' || kind === 'bf16') && T > 1;
-    const scratch = wide ? WIDE_ROWS * inF * 4 + 16 : 16;
+    // Wide: WIDE_ROWS widened rows and 16 bytes; else 32 bytes the kernels store into (see touch).
+    const scratch = wide ? WIDE_ROWS * inF * 4 + 16 : 32;
     this.pooled(`linear_${kind}`, [xp, ptrOf(weight), bias ? ptrOf(bias) : 0, ptrOf(out), T, inF, outF], outF, 4, T * outF * inF, scratch);
   }
 

@@ -125,6 +125,37 @@ for (const threads of [1, 2]) {
       });
     }
 
+    for (const dtype of ['q8_0', 'q4_0'] as const) {
+      const quantize = dtype === 'q8_0' ? quantizeQ8_0 : quantizeQ4_0;
+      const dequantize = dtype === 'q8_0' ? dequantizeQ8_0 : dequantizeQ4_0;
+      const rowBytes = (dtype === 'q8_0' ? 34 : 18) * 3;
+
+      it(`${dtype} tensors read back in llama.cpp's layout (the backend repacks rows inside)`, async () => {
+        const bytes = quantize(randn(7 * 96, rng.normal));
+        const t = raw(wasm, bytes, [7, 96], dtype);
+        expect(Array.from((await wasm.read(t)) as Uint8Array)).toEqual(Array.from(bytes));
+        // Whole rows can be overwritten in place; anything else is refused.
+        const row = quantize(randn(96, rng.normal));
+        wasm.write(t, row, 2 * rowBytes);
+        const expected = bytes.slice();
+        expected.set(row, 2 * rowBytes);
+        expect(Array.from((await wasm.read(t)) as Uint8Array)).toEqual(Array.from(expected));
+        expect(() => wasm.write(t, row.subarray(0, 34), 0)).toThrow(/whole rows/);
+        expect(() => wasm.write(t, row, 1)).toThrow(/whole rows/);
+      });
+
+      it(`embedding from a ${dtype} table decodes the looked-up rows exactly`, () => {
+        const [V, D] = [11, 160];
+        const bytes = quantize(randn(V * D, rng.normal));
+        const table = dequantize(bytes);
+        const ids = Int32Array.from([3, 0, 10, 3, 7]);
+        const y = out(wasm, [ids.length, D]);
+        kernel(wasm)('embedding', dtype)(raw(wasm, bytes, [V, D], dtype), ids, y);
+        expect(values(y)).toEqual(Array.from(ids).flatMap((id) => Array.from(table.subarray(id * D, (id + 1) * D))));
+        expect(() => kernel(wasm)('embedding', dtype)(raw(wasm, bytes, [V, D], dtype), Int32Array.from([V]), out(wasm, [1, D]))).toThrow(/outside the vocabulary/);
+      });
+    }
+
     it.each([
       [1, 6, 2, 16, 0, undefined],
       [2, 6, 3, 10, 7, undefined],
