@@ -4,9 +4,11 @@ import type { WasmMemory, WasmModule } from './wasm-api.js';
  * Threads for the wasm kernels: N − 1 workers plus the calling thread, each with its own instance
  * of the kernels module over the same shared memory. A call writes the kernel's arguments into a
  * control block in that memory, bumps a generation counter and wakes the workers (Atomics.notify);
- * every thread computes its share of output rows, counts itself done, and the caller spins until
- * all have. No message is posted per call, so a call costs microseconds. Idle workers spin briefly
- * (a decode step calls kernels back to back) and then sleep in Atomics.wait.
+ * every thread takes chunks of output rows from a shared counter until none are left, counts itself
+ * done, and the caller spins until all have. Taking chunks rather than fixed shares keeps both
+ * threads busy when one starts late (a worker waking from sleep) or runs slower (a busy core). No
+ * message is posted per call, so a call costs microseconds. Idle workers spin briefly (a decode
+ * step calls kernels back to back) and then sleep in Atomics.wait.
  */
 
 // Control block layout (i32 slots; f64 arguments from byte 64).
@@ -15,17 +17,20 @@ const DONE = 1;
 const OP = 2;
 const NARGS = 3;
 const ROWS = 4;
-const GRAIN = 5;
+const CHUNK = 5;
 const SCRATCH = 6;
 const SCRATCH_STRIDE = 7;
 const THREADS = 8;
 const FAILED = 9;
 const CALLER_WAITING = 10;
+const NEXT = 11;
 export const CONTROL_BYTES = 64 + 8 * 16;
 const MAX_ARGS = 16;
 
 /** Spins of an idle worker before it sleeps (roughly 100 µs). */
 const SPIN = 20000;
+/** Row chunks per thread per call: enough to even out a late or slow thread. */
+const CHUNKS_PER_THREAD = 8;
 
 // The worker's whole program. It runs as a Node worker (eval, CommonJS) or a browser Web Worker.
 const WORKER_SOURCE = `
@@ -48,13 +53,13 @@ function start(data, post) {
     const op = c[${OP}];
     if (op < 0) return;
     try {
-      const rows = c[${ROWS}], grain = c[${GRAIN}];
-      const chunk = Math.ceil(rows / c[${THREADS}] / grain) * grain;
-      const r0 = Math.min(rows, index * chunk), r1 = Math.min(rows, r0 + chunk);
-      if (r0 < r1) {
-        args.length = 0;
-        for (let k = 0, n = c[${NARGS}]; k < n; k++) args.push(a[k]);
-        args.push(r0, r1, c[${SCRATCH}] + index * c[${SCRATCH_STRIDE}]);
+      const rows = c[${ROWS}], chunk = c[${CHUNK}], n = c[${NARGS}];
+      args.length = n + 3;
+      for (let k = 0; k < n; k++) args[k] = a[k];
+      args[n + 2] = c[${SCRATCH}] + index * c[${SCRATCH_STRIDE}];
+      for (let r0 = Atomics.add(c, ${NEXT}, chunk); r0 < rows; r0 = Atomics.add(c, ${NEXT}, chunk)) {
+        args[n] = r0;
+        args[n + 1] = Math.min(rows, r0 + chunk);
         fns[op].apply(null, args);
       }
     } catch (e) {
@@ -152,8 +157,8 @@ export class ThreadPool {
   }
 
   /**
-   * Runs `fn(...args, r0, r1, scratch)` on every thread over its share of [0, rows): shares are
-   * multiples of `grain` rows; scratch is `scratch + index * scratchStride`. `fn` is the caller's
+   * Runs `fn(...args, r0, r1, scratch)` over [0, rows) in chunks of a multiple of `grain` rows,
+   * on every thread; thread i's scratch is `scratch + i * scratchStride`. `fn` is the caller's
    * own instance's export for op `op`.
    */
   run(op: number, fn: (...a: number[]) => void, args: readonly number[], rows: number, grain: number, scratch: number, scratchStride: number): void {
@@ -169,18 +174,22 @@ export class ThreadPool {
     c[NARGS] = args.length;
     c[OP] = op;
     c[ROWS] = rows;
-    c[GRAIN] = grain;
     c[SCRATCH] = scratch;
     c[SCRATCH_STRIDE] = scratchStride;
+    // About CHUNKS_PER_THREAD chunks per thread, each a multiple of the grain.
+    const chunk = Math.ceil(rows / (n * CHUNKS_PER_THREAD) / grain) * grain;
+    c[CHUNK] = chunk;
+    c[NEXT] = 0;
     c[DONE] = 0;
     Atomics.add(c, GEN, 1);
     Atomics.notify(c, GEN);
-    const chunk = Math.ceil(rows / n / grain) * grain;
     let error: unknown = null;
     try {
-      fn(...args, 0, Math.min(rows, chunk), scratch);
+      for (let r0 = Atomics.add(c, NEXT, chunk); r0 < rows; r0 = Atomics.add(c, NEXT, chunk)) fn(...args, r0, Math.min(rows, r0 + chunk), scratch);
     } catch (e) {
       error = e;
+      // Leave no rows for the workers to start on; they finish the chunks they hold.
+      Atomics.store(c, NEXT, rows);
     }
     this.waitDone(n - 1);
     if (error) throw error;
