@@ -46,7 +46,7 @@ export interface LoadFlags {
 export function addLoadOptions(cmd: Command): Command {
   cmd
     .requiredOption('-m, --model <dir|file.gguf>', 'Hugging Face model directory (config.json, tokenizer.json, *.safetensors) or GGUF file')
-    .addOption(new Option('--backend <name>', 'compute backend; auto takes WebGPU when an adapter exists, else the CPU').choices([...BACKEND_CHOICES]).default('auto'))
+    .addOption(new Option('--backend <name>', 'compute backend; auto takes WebGPU on a hardware GPU, else wasm (the fast CPU path); cpu is the TypeScript reference').choices([...BACKEND_CHOICES]).default('auto'))
     .option('--threads <n>', 'threads of the wasm backend (default: the physical cores)', integerAtLeast('--threads', 1))
     .addOption(new Option('--dtype <dtype>', 'storage dtype of the weight matrices; auto keeps the file\'s').choices(['auto', 'f32', 'f16', 'bf16']).default('auto'));
   cmd.option('--cache-size <n>', 'tokens each KV cache holds, allocated once (prompt + completion); default min(context length, 4096)', integerAtLeast('--cache-size', 1));

@@ -3,7 +3,7 @@
  * lithe-server: the standalone command. `lithe serve` in @lithe/cli takes the same flags.
  *
  *   lithe-server --model <dir> [--host 127.0.0.1] [--port 8080] [--api-key K] [--max-queue N]
- *                [--parallel N] [--backend NAME] [--dtype auto|f32|f16|bf16] [--cache-size N]
+ *                [--parallel N] [--backend NAME] [--threads N] [--dtype auto|f32|f16|bf16] [--cache-size N]
  *                [--model-id ID] [--max-body-bytes N] [--drain-timeout SECONDS] [--quiet]
  *
  * SIGTERM or SIGINT: stop accepting requests, let those in flight finish (up to the drain
@@ -22,7 +22,8 @@ const HELP = `usage: lithe-server --model <dir> [options]
       --api-key <key>        require "Authorization: Bearer <key>" on /v1/*
       --max-queue <n>        requests that may wait for a slot; more get 503 (default 64)
       --parallel <n>         generations running at once (default 1)
-      --backend <name>       a backend core knows, e.g. cpu; auto = core's default (default auto)
+      --backend <name>       auto (WebGPU on a GPU, else wasm), wasm, webgpu or cpu (default auto)
+      --threads <n>          threads of the wasm backend (default: the physical cores)
       --dtype <dtype>        auto | f32 | f16 | bf16 (default auto)
       --cache-size <n>       tokens of context per request (default min(model context, 4096))
       --max-body-bytes <n>   largest request body (default 4194304)
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
       'max-queue': { type: 'string' },
       parallel: { type: 'string' },
       backend: { type: 'string' },
+      threads: { type: 'string' },
       dtype: { type: 'string' },
       'cache-size': { type: 'string' },
       'max-body-bytes': { type: 'string' },
@@ -76,6 +78,7 @@ async function main(): Promise<void> {
     parallel: int('parallel', values.parallel, 1),
     // createPipeline names the backends it knows when given another.
     backend: values.backend as StartServerOptions['backend'],
+    threads: int('threads', values.threads, 1),
     dtype: oneOf('dtype', values.dtype, ['auto', 'f32', 'f16', 'bf16'] as const),
     cacheSize: int('cache-size', values['cache-size'], 1),
     maxBodyBytes: int('max-body-bytes', values['max-body-bytes'], 1),

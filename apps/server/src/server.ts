@@ -145,6 +145,8 @@ export function createServer(options: CreateServerOptions): FastifyInstance {
         },
       );
   ready.catch(() => {}); // a failed load is reported by /health and by whoever awaits `ready`
+  // A pipeline the server loaded is the server's to free, with its backend's threads.
+  if (!options.pipeline) app.addHook('onClose', async () => void (await ready.catch(() => null))?.dispose());
 
   const drain = async (timeoutMs = 30_000): Promise<void> => {
     closing = true;

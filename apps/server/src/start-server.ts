@@ -24,8 +24,10 @@ export interface StartServerOptions {
   parallel?: number;
   /** Largest request body in bytes (default 4 MiB). */
   maxBodyBytes?: number;
-  /** A backend createPipeline knows ('cpu', ...), a backend instance, or 'auto' (core's default). */
-  backend?: 'auto' | NonNullable<PipelineOptions['backend']>;
+  /** A backend createPipeline knows or a backend instance (default 'auto': WebGPU on a GPU, else wasm). */
+  backend?: PipelineOptions['backend'];
+  /** Threads of the wasm backend (default: the physical cores). */
+  threads?: number;
   /** Storage dtype of the weight matrices (default 'auto': the file's). */
   dtype?: PipelineOptions['dtype'];
   /** Tokens of KV cache per generation: the context limit of every request. */
@@ -49,7 +51,6 @@ export interface RunningServer {
 }
 
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
-  const backend = options.backend === 'auto' ? undefined : options.backend;
   const app = createServer({
     modelId: options.modelId ?? basename(resolve(options.model)),
     apiKey: options.apiKey,
@@ -60,7 +61,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     loadPipeline: () =>
       createPipeline({
         model: options.model,
-        backend,
+        backend: options.backend ?? 'auto',
+        threads: options.threads,
         dtype: options.dtype,
         cacheSize: options.cacheSize,
         plugins: options.plugins,

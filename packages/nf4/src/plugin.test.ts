@@ -50,6 +50,13 @@ function expectedBytes(n: number, blockSize = 64, doubleQuant = true): number {
 describe('nf4() in a pipeline', () => {
   const tiny = tinyModel({}, 'F32', rng.seed);
 
+  it('runs on the wasm backend with the logits of the CPU backend', async () => {
+    const cpu = await createPipeline({ model: tiny.files, cacheSize: 64, plugins: [nf4()] });
+    const wasm = await createPipeline({ model: tiny.files, cacheSize: 64, plugins: [nf4()], backend: 'wasm', threads: 2 });
+    expect(rel(await logits(wasm), await logits(cpu)).maxAbs).toBeLessThan(1e-4);
+    wasm.dispose();
+  });
+
   for (const o of [{}, { type: 'fp4' }, { doubleQuant: false }, { blockSize: 32 }] as Nf4Options[]) {
     it(`${JSON.stringify(o)}: linear layers become 4-bit, memory is counted exactly, logits match the dequantized model`, async () => {
       const f32 = await createPipeline({ model: tiny.files, cacheSize: 64 });

@@ -61,6 +61,8 @@ export async function floatValues(t: Tensor): Promise<Float32Array> {
 
 export function registerKernels(backend: Backend, kernels = backend.kernels): void {
   kernels.register('cpu', LINEAR_4BIT_OP, linear4bitCpu, { override: true });
+  // The wasm backend's tensors are typed arrays too (views into its memory): the same kernel runs.
+  kernels.register('wasm', LINEAR_4BIT_OP, linear4bitCpu, { override: true });
   kernels.register('webgpu', LINEAR_4BIT_OP, linear4bitWebGpu, { override: true });
 }
 

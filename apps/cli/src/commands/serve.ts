@@ -32,10 +32,11 @@ export function serveCommand(): Command {
 
 async function run(flags: Flags): Promise<void> {
   const bar = progressBar('loading', formatBytes);
-  const { model, backend, dtype, cacheSize, plugins } = await pipelineOptions(flags);
+  const { model, backend, threads, dtype, cacheSize, plugins } = await pipelineOptions(flags);
   await runServer({
     model,
     backend,
+    threads,
     dtype,
     cacheSize,
     plugins,

@@ -36,4 +36,6 @@ export interface Backend {
   supportsOp(op: OpName, variant?: string): boolean;
   /** Waits until all queued work is done (a no-op on synchronous backends). */
   sync(): Promise<void>;
+  /** Releases what the backend holds besides tensors (worker threads, a GPU device); it is unusable afterwards. */
+  close?(): void | Promise<void>;
 }

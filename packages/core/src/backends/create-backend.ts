@@ -16,7 +16,8 @@ export interface CreatedBackend {
 /**
  * Resolves a backend choice. 'webgpu' fails with a `WebGpuUnavailableError` that says why (package,
  * system libraries, adapter) and what to do; 'auto' takes WebGPU when a hardware adapter exists and
- * the CPU otherwise, saying which and why.
+ * the CPU otherwise (the wasm backend, or the TypeScript one where WebAssembly threads are
+ * missing), saying which and why.
  */
 export async function createBackend(choice: BackendChoice | Backend = 'cpu', webgpu: WebGpuBackendOptions = {}, wasm: WasmBackendOptions = {}): Promise<CreatedBackend> {
   if (typeof choice !== 'string') return { backend: choice, description: choice.name };
@@ -26,25 +27,37 @@ export async function createBackend(choice: BackendChoice | Backend = 'cpu', web
     case 'wasm': {
       // WebAssembly SIMD kernels on worker threads over one shared memory.
       const backend = await WasmBackend.create(wasm);
-      return { backend, description: `wasm (${backend.threads} thread${backend.threads === 1 ? '' : 's'})` };
+      return { backend, description: `wasm (${threadsOf(backend)})` };
     }
     case 'webgpu': {
       const backend = await WebGpuBackend.create(webgpu);
       return { backend, description: `webgpu (${backend.description})` };
     }
     case 'auto':
-      if (!(await mayHaveHardwareGpu())) return { backend: new CpuBackend(), description: 'cpu (no GPU found)' };
+      if (!(await mayHaveHardwareGpu())) return onTheCpu('no GPU found', wasm);
       try {
         const backend = await WebGpuBackend.create(webgpu);
-        // A software adapter (llvmpipe, SwiftShader) is a CPU in disguise and slower than the CPU backend.
+        // A software adapter (llvmpipe, SwiftShader) is a CPU in disguise and slower than the CPU backends.
         if (!backend.cpuAdapter) return { backend, description: `webgpu (${backend.description})` };
         backend.destroy();
-        return { backend: new CpuBackend(), description: `cpu (the only WebGPU adapter, ${backend.description}, runs on the CPU)` };
+        return onTheCpu(`the only WebGPU adapter, ${backend.description}, runs on the CPU`, wasm);
       } catch (e) {
         if (!(e instanceof WebGpuUnavailableError)) throw e;
-        return { backend: new CpuBackend(), description: `cpu (WebGPU unavailable: ${e.message})` };
+        return onTheCpu(`WebGPU unavailable: ${e.message}`, wasm);
       }
     default:
       throw new Error(`unknown backend '${String(choice)}'; choose one of ${BACKEND_CHOICES.join(', ')}`);
+  }
+}
+
+const threadsOf = (b: WasmBackend) => `${b.threads} thread${b.threads === 1 ? '' : 's'}`;
+
+/** The fastest CPU backend this platform runs: wasm, else (no shared memory for threads) the TypeScript one. */
+async function onTheCpu(why: string, wasm: WasmBackendOptions): Promise<CreatedBackend> {
+  try {
+    const backend = await WasmBackend.create(wasm);
+    return { backend, description: `wasm (${threadsOf(backend)}; ${why})` };
+  } catch (e) {
+    return { backend: new CpuBackend(), description: `cpu (${why}; the wasm backend is unavailable: ${(e as Error).message})` };
   }
 }

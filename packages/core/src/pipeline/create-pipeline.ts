@@ -6,7 +6,7 @@ import { loadHFDir, type ModelFiles } from '../io/hf-dir.js';
 import { withRecordedFormats } from '../quant/hf-quantized.js';
 import { createTokenizer } from '../io/tokenizer.js';
 import { DenseKVCache } from '../kv-cache/dense-kv-cache.js';
-import { parseConfig } from '../model/config.js';
+import { parseConfig, type LlamaConfig } from '../model/config.js';
 import { LlamaModel } from '../model/llama.js';
 import { loadLlamaWeights, type WeightLoadOptions, type WeightSource } from '../model/weights.js';
 import { defaultDecodeStep } from '../generate/generate.js';
@@ -93,40 +93,52 @@ export async function createPipeline(opts: PipelineOptions): Promise<Pipeline> {
       throw new Error(`${dir.location} holds 4-bit bitsandbytes weights: load it with the nf4() plugin from @lithe/nf4`);
     }
     const { backend } = await createBackend(opts.backend, {}, { threads: opts.threads });
-    const ctx: PluginContext = { backend, kernels: backend.kernels, config };
-    await driver.setup(ctx);
-
-    const weights = await loadLlamaWeights(backend, dir.weights, config, {
-      dtype: opts.dtype,
-      transform: driver.weightTransform(ctx),
-      loadWeight: driver.weightLoader(ctx),
-      onProgress: opts.onProgress,
-    });
-    const model = new LlamaModel(config, backend, weights, opts.maxChunk);
-    await driver.patchModel(model, ctx);
-
-    if (!dir.tokenizerJson) throw new Error(`${dir.location}: tokenizer.json is missing; lithe needs the model's tokenizer.json`);
-    const tokenizer = createTokenizer(dir.tokenizerJson, dir.tokenizerConfig ?? {}, {
-      bosTokenId: config.bosTokenId ?? undefined,
-      eosTokenIds: config.eosTokenIds,
-    });
-
-    const cacheSize = opts.cacheSize ?? Math.min(config.maxPositionEmbeddings, 4096);
-    if (!(Number.isSafeInteger(cacheSize) && cacheSize > 0)) throw new RangeError(`cacheSize must be a positive integer, got ${cacheSize}`);
-    const pipeline = new Pipeline({
-      config,
-      generationConfig: dir.generationConfig,
-      model,
-      tokenizer,
-      backend,
-      cacheSize,
-      createCache: driver.kvCacheFactory((spec) => new DenseKVCache(spec), ctx),
-      decodeStep: driver.wrapDecode(defaultDecodeStep, ctx),
-      processLogits: driver.logitsProcessor(ctx),
-    });
-    driver.observe(pipeline);
-    return pipeline;
+    const ownsBackend = typeof opts.backend !== 'object';
+    try {
+      return await assemble(opts, driver, dir, config, backend, ownsBackend);
+    } catch (e) {
+      if (ownsBackend) await backend.close?.();
+      throw e;
+    }
   } finally {
     await dir.close();
   }
+}
+
+/** The rest of createPipeline, on a backend that exists. */
+async function assemble(opts: PipelineOptions, driver: PluginDriver, dir: ModelParts, config: LlamaConfig, backend: Backend, ownsBackend: boolean): Promise<Pipeline> {
+  const ctx: PluginContext = { backend, kernels: backend.kernels, config };
+  await driver.setup(ctx);
+
+  const weights = await loadLlamaWeights(backend, dir.weights, config, {
+    dtype: opts.dtype,
+    transform: driver.weightTransform(ctx),
+    loadWeight: driver.weightLoader(ctx),
+    onProgress: opts.onProgress,
+  });
+  const model = new LlamaModel(config, backend, weights, opts.maxChunk);
+  await driver.patchModel(model, ctx);
+
+  if (!dir.tokenizerJson) throw new Error(`${dir.location}: tokenizer.json is missing; lithe needs the model's tokenizer.json`);
+  const tokenizer = createTokenizer(dir.tokenizerJson, dir.tokenizerConfig ?? {}, {
+    bosTokenId: config.bosTokenId ?? undefined,
+    eosTokenIds: config.eosTokenIds,
+  });
+
+  const cacheSize = opts.cacheSize ?? Math.min(config.maxPositionEmbeddings, 4096);
+  if (!(Number.isSafeInteger(cacheSize) && cacheSize > 0)) throw new RangeError(`cacheSize must be a positive integer, got ${cacheSize}`);
+  const pipeline = new Pipeline({
+    config,
+    generationConfig: dir.generationConfig,
+    model,
+    tokenizer,
+    backend,
+    ownsBackend,
+    cacheSize,
+    createCache: driver.kvCacheFactory((spec) => new DenseKVCache(spec), ctx),
+    decodeStep: driver.wrapDecode(defaultDecodeStep, ctx),
+    processLogits: driver.logitsProcessor(ctx),
+  });
+  driver.observe(pipeline);
+  return pipeline;
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { WasmBackend } from '../backends/wasm/wasm-backend.js';
 import { definePlugin } from '../plugin/define-plugin.js';
 import { tinyModel } from '../testing/tiny-model.js';
 import { createPipeline } from './create-pipeline.js';
@@ -175,5 +176,23 @@ describe('perplexity', () => {
     const r = await pipeline.perplexity(text, { context });
     expect(r.tokens).toBe(n);
     expect(r.perplexity).toBeCloseTo(Math.exp(nll / n), 6);
+  });
+});
+
+describe('backend ownership', () => {
+  it('dispose() closes a backend createPipeline made, and leaves one it was given open', async () => {
+    const add = (b: WasmBackend) => {
+      const t = b.allocate([4], 'f32', 'other');
+      b.kernels.get('wasm', 'add')(t, t, t);
+    };
+    const owned = await createPipeline({ model: tiny.files, backend: 'wasm', threads: 2, cacheSize: 16 });
+    const made = owned.backend as WasmBackend;
+    owned.dispose();
+    expect(() => add(made)).toThrow(/closed/);
+
+    const given = await WasmBackend.create({ threads: 2 });
+    (await createPipeline({ model: tiny.files, backend: given, cacheSize: 16 })).dispose();
+    expect(() => add(given)).not.toThrow();
+    await given.close();
   });
 });

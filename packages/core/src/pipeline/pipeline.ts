@@ -20,6 +20,8 @@ export interface PipelineParts {
   model: LlamaModel;
   tokenizer: LitheTokenizer;
   backend: Backend;
+  /** Whether dispose() closes the backend (createPipeline made it for this pipeline). */
+  ownsBackend?: boolean;
   cacheSize: number;
   createCache: (spec: KVCacheSpec) => KVCache;
   decodeStep: DecodeStep;
@@ -190,10 +192,11 @@ export class Pipeline extends EventEmitter<Listeners> {
     this.idle.push(cache);
   }
 
-  /** Frees the model, caches and activations. */
+  /** Frees the model, caches and activations, and the backend if the pipeline made it. */
   dispose(): void {
     for (const c of this.idle.splice(0)) c.dispose();
     this.model.dispose();
     this.removeAllListeners();
+    if (this.parts.ownsBackend) void this.parts.backend.close?.();
   }
 }

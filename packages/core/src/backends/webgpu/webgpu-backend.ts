@@ -272,6 +272,10 @@ export class WebGpuBackend implements Backend {
   }
 
   /** Frees idle pooled buffers and the device. The backend cannot be used afterwards. */
+  close(): void {
+    this.destroy();
+  }
+
   destroy(): void {
     this.flush();
     this.pool.trim();
