@@ -14,7 +14,8 @@
 //    against the machine's read bandwidth (--bandwidth-gbs, default 32: measured with 2 threads on
 //    this machine kind, see /work/shared/ENVIRONMENT.md).
 // 3. Cross-check: converts the fixture model (default tooling/fixtures/models/tiny-brown, else a
-//    small random f32 model) to GGUF F32 and compares both engines' greedy tokens and tokenizers.
+//    small random f32 model) to GGUF F32, Q8_0 and Q4_0 and compares both engines' greedy tokens and
+//    tokenizers.
 //
 // Requires a built @lithe/core (pnpm build). A benchmark, not a test: it prints numbers.
 import { spawnSync } from 'node:child_process';
@@ -181,27 +182,31 @@ if (!args['skip-fixture']) {
     fixtureName = `random small f32 (${args.fixture} not found)`;
     makeRandomModel(fixtureDir, 'small', 'f32');
   }
-  const file = path.join(args.work, `fixture-${path.basename(fixtureDir)}-f32.gguf`);
-  await convert(fixtureDir, 'f32', file);
-  const model = await llama.loadModel({ modelPath: file });
-  const context = await model.createContext({ contextSize: 256, threads });
-  const pipeline = await createPipeline({ model: file, backend: args.backend, threads, cacheSize: 256 });
   const n = Number(args['fixture-tokens']);
   const prompts = ['The jury said that', 'It was a cold morning in the city of', 'In 1961 the president'];
   const results = [];
-  for (const text of prompts) {
-    const ids = pipeline.encode(text);
-    const llamaIds = [...(model.tokens.bos !== null && pipeline.tokenizer.bosTokenId !== null ? [model.tokens.bos] : []), ...model.tokenize(text)];
-    const a = await runLlamaCpp(context, ids, n);
-    const b = await runLithe(pipeline, ids, n);
-    let agree = 0;
-    while (agree < n && a.tokens[agree] === b.tokens[agree]) agree++;
-    results.push({ prompt: text, same_prompt_ids: JSON.stringify(ids) === JSON.stringify(llamaIds), agree_prefix: agree, tokens: n, identical: agree === n, text: pipeline.tokenizer.decode(b.tokens) });
+  // F32 checks the converter, tokenizer and forward pass; Q8_0 and Q4_0 the block formats and
+  // their kernels (a trained model's logits are far enough apart that both engines agree).
+  for (const type of ['f32', 'q8_0', 'q4_0']) {
+    const file = path.join(args.work, `fixture-${path.basename(fixtureDir)}-${type}.gguf`);
+    await convert(fixtureDir, type, file);
+    const model = await llama.loadModel({ modelPath: file });
+    const context = await model.createContext({ contextSize: 256, threads });
+    const pipeline = await createPipeline({ model: file, backend: args.backend, threads, cacheSize: 256 });
+    for (const text of prompts) {
+      const ids = pipeline.encode(text);
+      const llamaIds = [...(model.tokens.bos !== null && pipeline.tokenizer.bosTokenId !== null ? [model.tokens.bos] : []), ...model.tokenize(text)];
+      const a = await runLlamaCpp(context, ids, n);
+      const b = await runLithe(pipeline, ids, n);
+      let agree = 0;
+      while (agree < n && a.tokens[agree] === b.tokens[agree]) agree++;
+      results.push({ type, prompt: text, same_prompt_ids: JSON.stringify(ids) === JSON.stringify(llamaIds), agree_prefix: agree, tokens: n, identical: agree === n, text: pipeline.tokenizer.decode(b.tokens) });
+    }
+    pipeline.dispose();
+    await context.dispose();
+    await model.dispose();
   }
-  report.fixture = { model: fixtureName, file_bytes: statSync(file).size, results };
-  pipeline.dispose();
-  await context.dispose();
-  await model.dispose();
+  report.fixture = { model: fixtureName, results };
 }
 
 if (args.json) {
@@ -218,7 +223,7 @@ if (args.json) {
     console.log(`${''.padEnd(7)} lithe/llama.cpp: decode ${f(r.ratio.decode, 3)}x, prefill ${f(r.ratio.prefill, 3)}x, TTFT ${f(r.ratio.ttft, 2)}x; greedy tokens equal for ${r.greedy_prefix_agreement}`);
   }
   if (report.fixture) {
-    console.log(`\nfixture cross-check (${report.fixture.model}, GGUF F32): greedy tokens of lithe and llama.cpp`);
-    for (const r of report.fixture.results) console.log(`  "${r.prompt}": ${r.identical ? 'identical' : `first ${r.agree_prefix} of ${r.tokens} equal`}; prompt ids ${r.same_prompt_ids ? 'equal' : 'DIFFER'} -> ${JSON.stringify(r.text)}`);
+    console.log(`\nfixture cross-check (${report.fixture.model}, GGUF F32, Q8_0, Q4_0): greedy tokens of lithe and llama.cpp`);
+    for (const r of report.fixture.results) console.log(`  ${r.type.padEnd(5)} "${r.prompt}": ${r.identical ? 'identical' : `first ${r.agree_prefix} of ${r.tokens} equal`}; prompt ids ${r.same_prompt_ids ? 'equal' : 'DIFFER'} -> ${JSON.stringify(r.text)}`);
   }
 }
