@@ -533,3 +533,4 @@ export function swiglu(g: usize, u: usize, out: usize, n: i32): void {
 export function heap_base(): usize {
   return __heap_base;
 }
+export * from './kquants';

@@ -21,6 +21,9 @@ interface KernelExports {
   heap_base(): number;
   xq_row_bytes(inF: number): number;
   quantize_x(x: number, xq: number, T: number, inF: number, q4: number): void;
+  quantize_x_q4_1(x: number, xq: number, T: number, inF: number): void;
+  quantize_x_q4_k(x: number, xq: number, T: number, inF: number): void;
+  quantize_x_q6_k(x: number, xq: number, T: number, inF: number): void;
   repack_rows(src: number, dst: number, rows: number, nb: number, blockBytes: number): void;
   unpack_rows(src: number, dst: number, rows: number, nb: number, blockBytes: number): void;
   scale_f32(src: number, dst: number, n: number, factor: number): void;
@@ -31,9 +34,22 @@ interface KernelExports {
 }
 
 /** Kernels run through the thread pool, by op index. */
-const POOLED = ['linear_f32', 'linear_f16', 'linear_bf16', 'linear_q8_0', 'linear_q4_0', 'attention'] as const;
+const POOLED = ['linear_f32', 'linear_f16', 'linear_bf16', 'linear_q8_0', 'linear_q4_0', 'linear_q4_1', 'linear_q4_k', 'linear_q6_k', 'attention'] as const;
 type Pooled = (typeof POOLED)[number];
-export type WasmLinearDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+export type WasmLinearDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q4_k' | 'q6_k';
+
+/**
+ * Block-quantized linears take the activations quantized to 8 bits per 32 values, each format in
+ * its own layout (xq_row_bytes bytes per row for all): the quantizer, and the block size the
+ * input size must be a multiple of.
+ */
+const QUANTIZED_X: Partial<Record<WasmLinearDType, { block: number; quantize: (ex: KernelExports, x: number, xq: number, T: number, inF: number) => void }>> = {
+  q8_0: { block: 32, quantize: (ex, x, xq, T, inF) => ex.quantize_x(x, xq, T, inF, 0) },
+  q4_0: { block: 32, quantize: (ex, x, xq, T, inF) => ex.quantize_x(x, xq, T, inF, 1) },
+  q4_1: { block: 32, quantize: (ex, x, xq, T, inF) => ex.quantize_x_q4_1(x, xq, T, inF) },
+  q4_k: { block: 256, quantize: (ex, x, xq, T, inF) => ex.quantize_x_q4_k(x, xq, T, inF) },
+  q6_k: { block: 256, quantize: (ex, x, xq, T, inF) => ex.quantize_x_q6_k(x, xq, T, inF) },
+};
 
 /** wasm32 addresses 4 GiB: weights, KV cache, activations and scratch all live below it. */
 export const WASM32_MAX_BYTES = 2 ** 32;
@@ -280,10 +296,11 @@ export class WasmBackend implements Backend {
     const T = x.size / inF;
     if (!Number.isInteger(T) || out.size !== T * outF) throw new Error(`linear: x ${x} and out ${out} do not fit weight ${weight}`);
     let xp = ptrOf(x);
-    if (kind === 'q8_0' || kind === 'q4_0') {
-      if (inF % 32 !== 0) throw new Error(`linear ${kind}: the input size ${inF} is not a multiple of 32`);
+    const quantized = QUANTIZED_X[kind];
+    if (quantized) {
+      if (inF % quantized.block !== 0) throw new Error(`linear ${kind}: the input size ${inF} is not a multiple of ${quantized.block}`);
       const s = this.sharedScratch(T * this.ex.xq_row_bytes(inF));
-      this.ex.quantize_x(xp, s, T, inF, kind === 'q4_0' ? 1 : 0);
+      quantized.quantize(this.ex, xp, s, T, inF);
       xp = s;
     } else if (kind === 'f16') {
       const s = this.sharedScratch(T * inF * 4);
