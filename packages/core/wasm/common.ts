@@ -3,23 +3,66 @@
 // ---------------------------------------------------------------------------------------------
 // 16-bit floats
 // ---------------------------------------------------------------------------------------------
+//
+// x86 takes a microcode assist (over a hundred cycles) for every multiply with a subnormal f32
+// operand, and wasm cannot set flush-to-zero. So no decoded f16 may become a subnormal f32:
+//  - f16 weights decode by integer ops to the f32 of value h·2^-112 (the kernels rescale the sum),
+//    with f16 subnormals (|w| < 2^-14) flushed to zero: about 0.3% of a typical f16 matrix, each
+//    off by less than 6.1e-5, where exact decoding through the subnormal range made f16 matrices
+//    run at half speed;
+//  - f16 scales of quantized blocks decode exactly (f16 subnormals through an integer convert):
+//    a scale is one value per block, and flushing one would zero the whole block.
+// Inf and NaN become large finite values.
 
-// A sign-extended f16 in an i32, shifted into f32 position: the f32 whose value is the half's
-// value times 2^-112 (exact for normals, subnormals and zero; inf/NaN become large finite values).
-export const HALF_MASK: i32 = 0x8fffe000;
-// 2^112: rescales such f32s to the half's value.
+// 2^112: rescales an f32 of value h·2^-112 to the half's value.
 export const TWO_112: f32 = 5.192296858534828e33;
+const TWO_M24: f32 = 5.9604645e-8;
 
+// A sign-extended f16 in an i32, shifted into f32 position and masked: the f32 of value h·2^-112.
+export const HALF_MASK: i32 = 0x8fffe000;
+
+/** Four f16 in sign-extended i32 lanes as h·2^-112 (exact for normal halves, and cheapest). */
 @inline export function halfScaled4(h: v128): v128 {
   return v128.and(i32x4.shl(h, 13), i32x4.splat(HALF_MASK));
 }
 
-@inline export function halfScaled(h: i32): f32 {
-  return reinterpret<f32>((h << 13) & HALF_MASK);
+/** Eight f16 weights with the subnormal ones (and zeros) set to +0. */
+@inline export function flushSubnormalHalves(h: v128): v128 {
+  return v128.andnot(h, i16x8.eq(v128.and(h, i16x8.splat(0x7c00)), i16x8.splat(0)));
 }
 
-@inline export function halfToF32(p: usize): f32 {
-  return halfScaled(<i32>load<i16>(p)) * TWO_112;
+/**
+ * Flushed f16 lanes (flushSubnormalHalves) as f32 of value h·2^-112: the high 16 bits of each f32
+ * are sign, zeros and h >> 3, the low 16 bits h << 13. `lo`/`hi` pick lanes 0..3 or 4..7.
+ */
+@inline export function halvesLo(h: v128): v128 {
+  return i16x8.shuffle(i16x8.shl(h, 13), v128.and(i16x8.shr_s(h, 3), i16x8.splat(<i16>0x8fff)), 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+@inline export function halvesHi(h: v128): v128 {
+  return i16x8.shuffle(i16x8.shl(h, 13), v128.and(i16x8.shr_s(h, 3), i16x8.splat(<i16>0x8fff)), 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/** One f16 weight at p, flushed like flushSubnormalHalves, as h·2^-112. */
+@inline export function weightHalf(p: usize): f32 {
+  const h = <i32>load<i16>(p);
+  return (h & 0x7c00) == 0 ? 0 : reinterpret<f32>((h << 13) & HALF_MASK);
+}
+
+/** The f16 at p, exactly. */
+@inline export function halfAt(p: usize): f32 {
+  const h = <i32>load<u16>(p);
+  const mb = (h & 0x7fff) << 13;
+  const v = select<f32>(<f32>(h & 0x3ff) * TWO_M24, reinterpret<f32>(mb + 0x38000000), mb < 0x00800000);
+  return reinterpret<f32>(reinterpret<i32>(v) | ((h & 0x8000) << 16));
+}
+
+/** Four f16, one in the low 16 bits of each i32 lane (the high bits are ignored), exactly. */
+@inline export function half4(h: v128): v128 {
+  const mb = v128.and(i32x4.shl(h, 13), i32x4.splat(0x0fffe000));
+  const sub = f32x4.mul(f32x4.convert_i32x4_s(v128.and(h, i32x4.splat(0x3ff))), f32x4.splat(TWO_M24));
+  const v = v128.bitselect(sub, i32x4.add(mb, i32x4.splat(0x38000000)), i32x4.lt_s(mb, i32x4.splat(0x00800000)));
+  return v128.or(v, v128.and(i32x4.shl(h, 16), i32x4.splat(0x80000000)));
 }
 
 @inline export function hadd(v: v128): f32 {
@@ -81,3 +124,23 @@ export function touch(p: usize, n: usize, sink: usize): void {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4-bit blocks
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * 16 × the dot product of 32 nibbles (16 bytes at w: value j < 16 the low nibble of byte j, value
+ * j ≥ 16 the high nibble of byte j − 16) with an activation block laid out as kernels.ts's
+ * quantize_x does for q4_0: each byte lo + 16·hi meets q[16 + j], its low nibble 16·q[j] − q[16 + j].
+ */
+@inline export function nibbleDot(w: usize, xb: usize): v128 {
+  const b0 = v128.load8x8_u(w);
+  const b1 = v128.load8x8_u(w, 8);
+  const m = i16x8.splat(0x0f);
+  let d = i32x4.dot_i16x8_s(v128.and(b0, m), v128.load(xb));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(b0, v128.load(xb, 16)));
+  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.and(b1, m), v128.load(xb, 32)));
+  return i32x4.add(d, i32x4.dot_i16x8_s(b1, v128.load(xb, 48)));
+}
+

@@ -8,36 +8,11 @@
 // Each format has its own activation quantizer and layout, arranged for its kernel. All three take
 // 72 bytes per 32 values, as quantize_x's layout does, so xq_row_bytes sizes them all.
 
-import { addBias, hadd, halfScaled4, hsumI32, touch, touchChunk, TWO_112 } from './common';
+import { addBias, hadd, half4, halfAt, halfScaled4, hsumI32, nibbleDot, touch, touchChunk, TWO_112 } from './common';
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
-
-// f16 scales decoded with integer ops, never through a subnormal f32: common.ts's halfScaled makes
-// the f32 of h·2^-112, subnormal for halves below 2^-14, and x86 takes a microcode assist (over a
-// hundred cycles) for every multiply with a subnormal operand. k-quant scales are often that small
-// (q6_k's d is about amax/4096): decoded with halfToF32, q6_k rows of such scales ran 2.8x slower.
-// Normal halves get their exponent rebiased; subnormal ones are mantissa·2^-24. Inf and NaN become
-// large finite values.
-
-const TWO_M24: f32 = 5.9604645e-8;
-
-/** The f16 at p. */
-@inline function halfAt(p: usize): f32 {
-  const h = <i32>load<u16>(p);
-  const mb = (h & 0x7fff) << 13;
-  const v = select<f32>(<f32>(h & 0x3ff) * TWO_M24, reinterpret<f32>(mb + 0x38000000), mb < 0x00800000);
-  return reinterpret<f32>(reinterpret<i32>(v) | ((h & 0x8000) << 16));
-}
-
-/** Four f16, one in the low 16 bits of each i32 lane (the high bits are ignored). */
-@inline function half4(h: v128): v128 {
-  const mb = v128.and(i32x4.shl(h, 13), i32x4.splat(0x0fffe000));
-  const sub = f32x4.mul(f32x4.convert_i32x4_s(v128.and(h, i32x4.splat(0x3ff))), f32x4.splat(TWO_M24));
-  const v = v128.bitselect(sub, i32x4.add(mb, i32x4.splat(0x38000000)), i32x4.lt_s(mb, i32x4.splat(0x00800000)));
-  return v128.or(v, v128.and(i32x4.shl(h, 16), i32x4.splat(0x80000000)));
-}
 
 @inline function blockAmax(src: usize): f32 {
   let m = f32x4.splat(0);
@@ -99,17 +74,6 @@ export function quantize_x_q4_1(x: usize, xq: usize, T: i32, inF: i32): void {
       store<f32>(sums + (<usize>b << 2), step * <f32>sumI16(i16x8.add(i16x8.add(lo0, lo1), i16x8.add(hi0, hi1))));
     }
   }
-}
-
-/** 16·Σ nibble·q of one q4_1 block's nibbles at w (the q4_0 trick above). */
-@inline function nibbleDot(w: usize, xb: usize): v128 {
-  const b0 = v128.load8x8_u(w);
-  const b1 = v128.load8x8_u(w, 8);
-  const m = i16x8.splat(0x0f);
-  let d = i32x4.dot_i16x8_s(v128.and(b0, m), v128.load(xb));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(b0, v128.load(xb, 16)));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.and(b1, m), v128.load(xb, 32)));
-  return i32x4.add(d, i32x4.dot_i16x8_s(b1, v128.load(xb, 48)));
 }
 
 // The row dots store each block's integer dot to `pin`. The store is never read: it keeps V8 from
