@@ -5,7 +5,7 @@
  * llama.cpp's bytes, their embedding lookups, and a small model with q4_k / q6_k weights.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend, TypedArray } from '../../backend/backend.js';
+import type { Backend } from '../../backend/backend.js';
 import { definePlugin } from '../../plugin/define-plugin.js';
 import { createPipeline } from '../../pipeline/create-pipeline.js';
 import type { Pipeline } from '../../pipeline/pipeline.js';
@@ -17,6 +17,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { freshRng, randn } from '../../testing/random.js';
 import { tinyModel } from '../../testing/tiny-model.js';
 import { CpuBackend } from '../cpu/cpu-backend.js';
+import { activationRoundingBound, expectWithin, f32, kernel, out, raw, values } from './kernel-test-helpers.js';
 import { WasmBackend } from './wasm-backend.js';
 
 type Format = 'q4_1' | 'q4_k' | 'q6_k';
@@ -25,11 +26,6 @@ type Rng = ReturnType<typeof freshRng>;
 const rng = freshRng();
 const cpu = new CpuBackend();
 
-const kernel = (b: Backend) => <O extends Parameters<Backend['kernels']['get']>[1]>(op: O, variant?: string) => b.kernels.get(b.name, op, variant);
-const f32 = (b: Backend, data: Float32Array, shape: number[]) => b.upload(new Uint8Array(data.slice().buffer), shape, 'f32', 'other');
-const raw = (b: Backend, bytes: Uint8Array, shape: number[], dtype: string) => b.upload(bytes.slice(), shape, dtype, 'other');
-const out = (b: Backend, shape: number[]) => b.allocate(shape, 'f32', 'other');
-const values = (t: Tensor) => Array.from(t.handle as TypedArray);
 
 /**
  * Weights of `rows` x `cols` in `format` with values of magnitude about `scale`: q4_1 quantized
@@ -68,18 +64,6 @@ function randomWeights(format: Format, rows: number, cols: number, r: Rng, scale
     } else putF16(p + 208, (s / 512) * (r.uniform() - 0.5));
   }
   return bytes;
-}
-
-/** Per-element |a − b| ≤ bound[i]. */
-function expectWithin(actual: number[], expected: number[], bound: (i: number) => number): void {
-  expect(actual.length).toBe(expected.length);
-  let worst = -Infinity;
-  let at = -1;
-  for (let i = 0; i < actual.length; i++) {
-    const excess = Math.abs(actual[i] - expected[i]) - bound(i);
-    if (!(excess <= worst)) [worst, at] = [excess, i];
-  }
-  expect(worst, `element ${at}: ${actual[at]} vs ${expected[at]} (bound ${bound(at)}, seed ${rng.seed})`).toBeLessThanOrEqual(0);
 }
 
 // [in, out]: 1, 3, 4 and 9 blocks of 32 (the 4-block loop, its tail, and both); 1, 3 and 9
@@ -126,25 +110,7 @@ for (const threads of [1, 2]) {
               return values(y);
             };
             const ref = run(cpu);
-            // Rounding each activation to a step of amax/127 per 32-block moves it by at most half a
-            // step: |Σ w·(x − x̂)| ≤ Σ_blocks amax/254 · Σ|w|, plus f32 rounding of the sums.
-            const bound = (i: number) => {
-              const t = Math.floor(i / outF), o = i % outF;
-              let s = 0;
-              let mag = 0;
-              for (let blk = 0; blk < inF / 32; blk++) {
-                let amax = 0;
-                let wsum = 0;
-                for (let j = blk * 32; j < blk * 32 + 32; j++) {
-                  amax = Math.max(amax, Math.abs(x[t * inF + j]));
-                  wsum += Math.abs(w[o * inF + j]);
-                  mag += Math.abs(w[o * inF + j] * x[t * inF + j]);
-                }
-                s += (amax / 254) * wsum;
-              }
-              return s * 1.001 + 4e-6 * mag + 1e-6;
-            };
-            expectWithin(run(wasm), ref, bound);
+            expectWithin(run(wasm), ref, activationRoundingBound(x, w, inF, outF));
           }
         }
       });
