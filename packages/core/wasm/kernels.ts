@@ -342,67 +342,45 @@ function rowScalesNormal(sp: usize, nb: i32): bool {
   return ok;
 }
 
-// The row dots below store the accumulator to `pin` after each block. The store is never read: it
-// keeps V8 from scheduling all sixteen of a group's loads first and spilling their registers.
-
-/** One repacked q8_0 row · one quantized activation row. */
-@inline function dotQ8(row: usize, xq: usize, nb: i32, pin: usize, exact: bool): f32 {
-  let sp = row, q = row + (<usize>nb << 1), xb = xq, dp = xq + (<usize>nb << 6);
-  const end4 = q + (<usize>(nb & ~3) << 5);
-  let acc = f32x4.splat(0);
-  while (q < end4) {
-    const s = scales4(sp, dp, exact);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8BlockDot(q, xb)), broadcast(s, 0)));
-    v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8BlockDot(q + 32, xb + 64)), broadcast(s, 1)));
-    v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8BlockDot(q + 64, xb + 128)), broadcast(s, 2)));
-    v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(q8BlockDot(q + 96, xb + 192)), broadcast(s, 3)));
-    sp += 8;
-    q += 128;
-    xb += 256;
-    dp += 16;
-  }
-  let sum = hadd(acc);
-  const end = row + <usize>nb * 34;
-  while (q < end) {
-    sum += <f32>hsumI32(q8BlockDot(q, xb)) * halfAt(sp) * load<f32>(dp);
-    sp += 2;
-    q += 32;
-    xb += 64;
-    dp += 4;
-  }
-  return sum;
+/** The integer dot of one block: q8_0 quants widen as they load; q4_0's is 16 × (see nibbleDot). */
+@inline function blockDot(q: usize, xb: usize, q4: bool): v128 {
+  return q4 ? nibbleDot(q, xb) : q8BlockDot(q, xb);
 }
 
-/** One repacked q4_0 row · one activation row quantized for q4_0. */
-@inline function dotQ4(row: usize, xq: usize, nb: i32, pin: usize, exact: bool): f32 {
+/**
+ * One repacked q8_0 or q4_0 (`q4`) row · one quantized activation row. The accumulator is stored
+ * to `pin` after each block: the store is never read, and keeps V8 from scheduling all sixteen of
+ * a group's loads first and spilling their registers. q4_0 subtracts the nibbles' +8 through the
+ * activation offsets.
+ */
+@inline function dotRow(row: usize, xq: usize, nb: i32, pin: usize, exact: bool, q4: bool): f32 {
+  const qb: usize = q4 ? 16 : 32;
   let sp = row, q = row + (<usize>nb << 1), xb = xq, dp = xq + (<usize>nb << 6), op = dp + (<usize>nb << 2);
-  const end4 = q + (<usize>(nb & ~3) << 4);
+  const end4 = q + <usize>(nb & ~3) * qb;
   let acc = f32x4.splat(0);
   while (q < end4) {
     const s = scales4(sp, dp, exact);
-    acc = f32x4.sub(acc, f32x4.mul(s, f32x4.convert_i32x4_s(v128.load(op))));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(nibbleDot(q, xb)), broadcast(s, 0)));
+    if (q4) acc = f32x4.sub(acc, f32x4.mul(s, f32x4.convert_i32x4_s(v128.load(op))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q, xb, q4)), broadcast(s, 0)));
     v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(nibbleDot(q + 16, xb + 64)), broadcast(s, 1)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + qb, xb + 64, q4)), broadcast(s, 1)));
     v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(nibbleDot(q + 32, xb + 128)), broadcast(s, 2)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + 2 * qb, xb + 128, q4)), broadcast(s, 2)));
     v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(nibbleDot(q + 48, xb + 192)), broadcast(s, 3)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + 3 * qb, xb + 192, q4)), broadcast(s, 3)));
     sp += 8;
-    q += 64;
+    q += 4 * qb;
     xb += 256;
     dp += 16;
     op += 16;
   }
   let sum = hadd(acc);
-  const end = row + <usize>nb * 18;
+  const end = row + <usize>nb * (qb + 2);
   while (q < end) {
-    sum += <f32>(hsumI32(nibbleDot(q, xb)) - load<i32>(op)) * halfAt(sp) * load<f32>(dp);
+    const d = hsumI32(blockDot(q, xb, q4)) - (q4 ? load<i32>(op) : 0);
+    sum += <f32>d * halfAt(sp) * load<f32>(dp);
     sp += 2;
-    q += 16;
+    q += qb;
     xb += 64;
     dp += 4;
     op += 4;
@@ -410,10 +388,10 @@ function rowScalesNormal(sp: usize, nb: i32): bool {
   return sum;
 }
 
-/** xq from quantize_x (q4 = false); w: repacked rows of inF / 32 blocks. */
-export function linear_q8_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
+/** Rows [r0, r1) of a repacked q8_0 or q4_0 (`q4`) weight against xq from quantize_x(…, q4). */
+@inline function linearQ(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize, q4: bool): void {
   const nb = inF >> 5;
-  const stride = <usize>nb * 34;
+  const stride = <usize>nb * (q4 ? 18 : 34);
   const xs = xqRowBytes(inF);
   const step = touchChunk(stride);
   for (let c = r0; c < r1; c += step) {
@@ -422,34 +400,21 @@ export function linear_q8_0(xq: usize, w: usize, bias: usize, out: usize, T: i32
     for (let o = c; o < e; o++) {
       const row = w + <usize>o * stride;
       if (rowScalesNormal(row, nb)) {
-        for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotQ8(row, xq + <usize>t * xs, nb, scratch, false));
+        for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotRow(row, xq + <usize>t * xs, nb, scratch, false, q4));
       } else {
-        for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotQ8(row, xq + <usize>t * xs, nb, scratch, true));
+        for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotRow(row, xq + <usize>t * xs, nb, scratch, true, q4));
       }
     }
   }
   addBias(bias, out, T, outF, r0, r1);
 }
 
-/** xq from quantize_x (q4 = true); w: repacked rows of inF / 32 blocks. */
+export function linear_q8_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
+  linearQ(xq, w, bias, out, T, inF, outF, r0, r1, scratch, false);
+}
+
 export function linear_q4_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
-  const nb = inF >> 5;
-  const stride = <usize>nb * 18;
-  const xs = xqRowBytes(inF);
-  const step = touchChunk(stride);
-  for (let c = r0; c < r1; c += step) {
-    const e = min(c + step, r1);
-    touch(w + <usize>c * stride, <usize>(e - c) * stride, scratch + 16);
-    for (let o = c; o < e; o++) {
-      const row = w + <usize>o * stride;
-      if (rowScalesNormal(row, nb)) {
-        for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotQ4(row, xq + <usize>t * xs, nb, scratch, false));
-      } else {
-        for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotQ4(row, xq + <usize>t * xs, nb, scratch, true));
-      }
-    }
-  }
-  addBias(bias, out, T, outF, r0, r1);
+  linearQ(xq, w, bias, out, T, inF, outF, r0, r1, scratch, true);
 }
 
 // ---------------------------------------------------------------------------------------------
