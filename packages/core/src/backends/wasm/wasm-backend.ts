@@ -180,6 +180,11 @@ export class WasmBackend implements Backend {
     const begin = units(offset);
     const end = begin + units(numel(shape));
     if (end > src.length) throw new Error(`a view of ${numel(shape)} elements at ${offset} does not fit in ${tensor}`);
+    const blockBytes = REPACKED_BLOCK_BYTES[tensor.dtype];
+    if (blockBytes !== undefined) {
+      const { rowBytes } = rowGeometry(tensor, blockBytes);
+      if (begin % rowBytes !== 0 || (end - begin) % rowBytes !== 0) throw new Error(`a view of ${tensor} must cover whole rows (the wasm backend repacks ${tensor.dtype} by row)`);
+    }
     return new Tensor(this, shape, tensor.dtype, src.subarray(begin, end), tensor.use, true);
   }
 

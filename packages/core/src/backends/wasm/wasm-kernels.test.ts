@@ -116,6 +116,9 @@ for (const threads of [1, 2]) {
         expect(Array.from((await wasm.read(t)) as Uint8Array)).toEqual(Array.from(expected));
         expect(() => wasm.write(t, row.subarray(0, 34), 0)).toThrow(/whole rows/);
         expect(() => wasm.write(t, row, 1)).toThrow(/whole rows/);
+        // Views too: rows 2..3 are fine, half a row is not.
+        expect(Array.from((await wasm.read(wasm.view(t, [2, 96], 2 * 96))) as Uint8Array)).toEqual(Array.from(expected.subarray(2 * rowBytes, 4 * rowBytes)));
+        expect(() => wasm.view(t, [1, 32], 96)).toThrow(/whole rows/);
       });
 
       it(`embedding from a ${dtype} table decodes the looked-up rows exactly`, () => {
