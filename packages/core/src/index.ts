@@ -13,6 +13,7 @@ export { CpuBackend, type CpuTensor } from './backends/cpu/cpu-backend.js';
 export { WebGpuBackend, gpuOf, type WebGpuBackendOptions, type WebGpuStats, type WebGpuStorage, type Segment, type StagedData } from './backends/webgpu/webgpu-backend.js';
 export { WebGpuUnavailableError, acquireDevice, type WebGpuDeviceOptions, type WebGpuUnavailableReason, type AcquiredDevice } from './backends/webgpu/device.js';
 export { f32Bits, grid, type DispatchSpec, type TensorBinding, type WgslType } from './backends/webgpu/program.js';
+export { ONLINE_SOFTMAX_WGSL } from './backends/webgpu/shaders/online-softmax.wgsl.js';
 export { WasmBackend, WASM32_MAX_BYTES, type WasmBackendOptions, type WasmLinearDType, type WasmTensor } from './backends/wasm/wasm-backend.js';
 export { physicalCores } from './backends/wasm/thread-pool.js';
 export { createBackend, BACKEND_CHOICES, type BackendChoice, type CreatedBackend } from './backends/create-backend.js';

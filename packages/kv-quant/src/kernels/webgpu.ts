@@ -1,4 +1,4 @@
-import { f32Bits, gpuOf, type AttentionParams, type KVCacheLayer, type Tensor } from '@lithe/core';
+import { f32Bits, gpuOf, ONLINE_SOFTMAX_WGSL, type AttentionParams, type KVCacheLayer, type Tensor } from '@lithe/core';
 import type { KvQuantFormat } from '../format.js';
 import { isQuantizedLayer } from '../quantized-kv-cache.js';
 
@@ -168,10 +168,9 @@ const attentionWgsl = (f: KvQuantFormat) => /* wgsl */ `
 struct Params { rows: u32, nHeads: u32, nKV: u32, D: u32, startPos: u32, window: u32, q: u32, kc: u32, vc: u32, kp: u32, vp: u32, o: u32, scale: f32 }
 
 var<workgroup> qv: array<f32, ${WEBGPU_MAX_HEAD_DIM}>;
-var<workgroup> pj: array<f32, 64>;
 var<workgroup> va: array<f32, 64>;
 var<workgroup> vb: array<f32, 64>;
-var<workgroup> red: array<f32, 64>;
+${ONLINE_SOFTMAX_WGSL}
 
 ${codeFn(f)}
 ${affineFn(f, 'kp')}
@@ -215,25 +214,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       va[tid] = vab.x;
       vb[tid] = vab.y;
     }
-    red[tid] = s;
-    workgroupBarrier();
-    for (var st = 32u; st > 0u; st >>= 1u) {
-      if (tid < st) { red[tid] = max(red[tid], red[tid + st]); }
-      workgroupBarrier();
-    }
-    let mNew = max(m, red[0]);
-    workgroupBarrier();
-    var e = 0.0;
-    if (j <= last) { e = exp(s - mNew); }
-    pj[tid] = e;
-    red[tid] = e;
-    workgroupBarrier();
-    for (var st = 32u; st > 0u; st >>= 1u) {
-      if (tid < st) { red[tid] += red[tid + st]; }
-      workgroupBarrier();
-    }
-    let corr = exp(m - mNew);
-    l = l * corr + red[0];
+    let corr = online_softmax_block(s, j <= last, tid, &m, &l);
     let count = min(64u, last + 1u - j0);
     for (var r = 0u; r < 4u; r++) {
       let d = tid + r * 64u;
@@ -246,7 +227,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         acc[r] = a;
       }
     }
-    m = mNew;
     workgroupBarrier();
   }
   let inv = 1.0 / l;

@@ -1,14 +1,15 @@
 // Causal GQA attention over a dense f32 cache, one workgroup per (head, query row). Keys are taken
 // 64 at a time (one per invocation) with an online softmax, so memory stays O(headDim) whatever the
 // context length; invocation d then accumulates value dimensions d, d + 64, ... (headDim <= 256).
+import { ONLINE_SOFTMAX_WGSL } from './online-softmax.wgsl.js';
+
 export const ATTENTION_MAX_HEAD_DIM = 256;
 
 export default /* wgsl */ `
 struct Params { rows: u32, nHeads: u32, nKV: u32, D: u32, startPos: u32, window: u32, kvWidth: u32, q: u32, k: u32, v: u32, o: u32, scale: f32 }
 
 var<workgroup> qv: array<f32, ${ATTENTION_MAX_HEAD_DIM}>;
-var<workgroup> pj: array<f32, 64>;
-var<workgroup> red: array<f32, 64>;
+${ONLINE_SOFTMAX_WGSL}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -36,25 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       for (var d = 0u; d < D; d++) { dot += qv[d] * ld_keys(ko + d); }
       s = dot * p.scale;
     }
-    red[tid] = s;
-    workgroupBarrier();
-    for (var st = 32u; st > 0u; st >>= 1u) {
-      if (tid < st) { red[tid] = max(red[tid], red[tid + st]); }
-      workgroupBarrier();
-    }
-    let mNew = max(m, red[0]);
-    workgroupBarrier();
-    var e = 0.0;
-    if (j <= last) { e = exp(s - mNew); }
-    pj[tid] = e;
-    red[tid] = e;
-    workgroupBarrier();
-    for (var st = 32u; st > 0u; st >>= 1u) {
-      if (tid < st) { red[tid] += red[tid + st]; }
-      workgroupBarrier();
-    }
-    let corr = exp(m - mNew);
-    l = l * corr + red[0];
+    let corr = online_softmax_block(s, j <= last, tid, &m, &l);
     let count = min(64u, last + 1u - j0);
     for (var r = 0u; r < 4u; r++) {
       let d = tid + r * 64u;
@@ -64,7 +47,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         acc[r] = a;
       }
     }
-    m = mNew;
     workgroupBarrier();
   }
   let inv = 1.0 / l;
