@@ -74,14 +74,8 @@ export function cacheSizeFor(flags: LoadFlags, needed: number, what: string): nu
   return flags.cacheSize;
 }
 
-export interface SamplingFlags {
+export interface SamplingFlags extends SamplingOptions {
   maxTokens: number;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repetitionPenalty?: number;
-  seed?: number;
   stop?: string[];
 }
 

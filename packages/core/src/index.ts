@@ -14,6 +14,7 @@ export { WebGpuBackend, gpuOf, type WebGpuBackendOptions, type WebGpuStats, type
 export { WebGpuUnavailableError, acquireDevice, type WebGpuDeviceOptions, type WebGpuUnavailableReason, type AcquiredDevice } from './backends/webgpu/device.js';
 export { f32Bits, grid, type DispatchSpec, type TensorBinding, type WgslType } from './backends/webgpu/program.js';
 export { ONLINE_SOFTMAX_WGSL } from './backends/webgpu/shaders/online-softmax.wgsl.js';
+export { GEMV_MAX_ROWS, GEMV_REDUCE_WGSL } from './backends/webgpu/shaders/gemv-reduce.wgsl.js';
 export { WasmBackend, WASM32_MAX_BYTES, type WasmBackendOptions, type WasmLinearDType, type WasmTensor } from './backends/wasm/wasm-backend.js';
 export { physicalCores } from './backends/wasm/thread-pool.js';
 export { createBackend, BACKEND_CHOICES, type BackendChoice, type CreatedBackend } from './backends/create-backend.js';

@@ -22,6 +22,8 @@ const BACKENDS: [string, Maker][] = [
   ['cpu', async () => ({ backend: new CpuBackend(), reason: '' })],
   ['wasm, 2 threads', async () => ({ backend: await WasmBackend.create({ threads: 2 }), reason: '' })],
   ['webgpu', () => webGpuForTests()],
+  // The shapes a hardware GPU gets (on a CPU adapter the kernels pick others): the decode linear.
+  ['webgpu, GPU kernel shapes', () => webGpuForTests({ cpuAdapter: false })],
   [`webgpu, bindings of ${SPLIT_BYTES} bytes`, async () => ({ ...(await webGpuForTests({ maxBindingBytes: SPLIT_BYTES })), maxBindingBytes: SPLIT_BYTES })],
 ];
 

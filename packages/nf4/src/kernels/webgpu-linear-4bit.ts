@@ -1,8 +1,8 @@
-import { f32Bits, gpuOf, type Tensor } from '@lithe/core';
+import { f32Bits, GEMV_MAX_ROWS, GEMV_REDUCE_WGSL, gpuOf, type Tensor } from '@lithe/core';
 import type { FourBitWeights } from '../four-bit-weights.js';
 
 /** Rows of x one dispatch handles; longer inputs run in chunks of this many rows. */
-const MAX_ROWS = 8;
+const MAX_ROWS = GEMV_MAX_ROWS;
 
 // out[m, n] = x[m, :] · W[n, :] + bias[n] with W in 4-bit blocks. One workgroup per output column;
 // each invocation reads one 32-bit word (eight codes) at a time, decodes them through the codebook
@@ -10,8 +10,7 @@ const MAX_ROWS = 8;
 // sums the 64 partial results. Double-quantized absmax: data[16 + code] · scale[block / NB] + offset.
 const wgsl = (dq: boolean, hasBias: boolean) => /* wgsl */ `
 struct Params { M: u32, K: u32, N: u32, x: u32, o: u32, ostride: u32, B: u32, NB: u32, offset: f32, c: u32, b: u32 }
-
-var<workgroup> red: array<f32, ${64 * MAX_ROWS}>;
+${GEMV_REDUCE_WGSL}
 
 fn absmax_of(blk: u32) -> f32 {
   ${dq ? 'let c = (ld_acodes(blk >> 2u) >> ((blk & 3u) * 8u)) & 255u;\n  return data[16u + c] * ld_ascale(blk / p.NB) + p.offset;' : 'return ld_absmax(blk);'}
@@ -41,15 +40,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       acc[m] += t;
     }
   }
-  for (var m = 0u; m < p.M; m++) { red[m * 64u + lid.x] = acc[m]; }
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (lid.x < s) {
-      for (var m = 0u; m < p.M; m++) { red[m * 64u + lid.x] += red[m * 64u + lid.x + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (lid.x < p.M) { st_out(p.o + lid.x * p.ostride + n, red[lid.x * 64u] + ${hasBias ? 'ld_bias(p.b + n)' : '0.0'}); }
+  let total = gemv_reduce(acc, lid.x, p.M);
+  if (lid.x < p.M) { st_out(p.o + lid.x * p.ostride + n, total + ${hasBias ? 'ld_bias(p.b + n)' : '0.0'}); }
 }
 `;
 

@@ -1,6 +1,7 @@
 import type { Tensor } from '../../../tensor/tensor.js';
 import { grid } from '../program.js';
-import { GEMV_MAX_ROWS, gemmWgsl, gemvColumnsWgsl, gemvWgsl } from '../shaders/linear.wgsl.js';
+import { GEMV_MAX_ROWS } from '../shaders/gemv-reduce.wgsl.js';
+import { gemmWgsl, gemvColumnsWgsl, gemvWgsl } from '../shaders/linear.wgsl.js';
 import { gpuOf } from '../webgpu-backend.js';
 import { perRow, weightBinding } from './common.js';
 

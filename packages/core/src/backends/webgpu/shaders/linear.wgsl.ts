@@ -1,3 +1,4 @@
+import { GEMV_MAX_ROWS, GEMV_REDUCE_WGSL } from './gemv-reduce.wgsl.js';
 import { weightLoad, type WeightLoad } from './weight-load.wgsl.js';
 
 // out[m, n] = x[m, :] · w[n, :] + bias[n], weights in HF layout [N, K]. Two shapes of work:
@@ -7,13 +8,10 @@ import { weightLoad, type WeightLoad } from './weight-load.wgsl.js';
 const params = 'struct Params { M: u32, K: u32, N: u32, x: u32, w: u32, o: u32, ostride: u32, b: u32 }';
 const bias = (has: boolean, n: string) => (has ? `ld_bias(p.b + ${n})` : '0.0');
 
-export const GEMV_MAX_ROWS = 8;
-
 export const gemvWgsl = (load: WeightLoad, hasBias: boolean) => /* wgsl */ `
 ${params}
 ${weightLoad[load]}
-
-var<workgroup> red: array<f32, ${64 * GEMV_MAX_ROWS}>;
+${GEMV_REDUCE_WGSL}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -25,15 +23,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let wv = wload(wo + k);
     for (var m = 0u; m < p.M; m++) { acc[m] += wv * ld_x(p.x + m * p.K + k); }
   }
-  for (var m = 0u; m < p.M; m++) { red[m * 64u + lid.x] = acc[m]; }
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (lid.x < s) {
-      for (var m = 0u; m < p.M; m++) { red[m * 64u + lid.x] += red[m * 64u + lid.x + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (lid.x < p.M) { st_out(p.o + lid.x * p.ostride + n, red[lid.x * 64u] + ${bias(hasBias, 'n')}); }
+  let total = gemv_reduce(acc, lid.x, p.M);
+  if (lid.x < p.M) { st_out(p.o + lid.x * p.ostride + n, total + ${bias(hasBias, 'n')}); }
 }
 `;
 
