@@ -246,34 +246,31 @@ export function xq_row_bytes(inF: i32): usize {
   return xqRowBytes(inF);
 }
 
-/** llama.cpp rows (nb blocks of bb bytes: f16 scale then quants) → [nb scales][nb × quants]. */
-export function repack_rows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32): void {
+/**
+ * Copies `rows` rows of nb blocks of bb bytes between llama.cpp's layout (each block an f16 scale,
+ * then its quants) and the repacked one ([nb scales][nb × quants]): to the repacked one if `repack`.
+ */
+@inline function convertRows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32, repack: bool): void {
   const qb = <usize>(bb - 2);
   const rowBytes = <usize>nb * bb;
   for (let r = 0; r < rows; r++) {
     const s = src + <usize>r * rowBytes, d = dst + <usize>r * rowBytes;
-    const quants = d + (<usize>nb << 1);
+    const llama = repack ? s : d, packed = repack ? d : s;
     for (let b = 0; b < nb; b++) {
-      const blk = s + <usize>b * bb;
-      store<u16>(d + (<usize>b << 1), load<u16>(blk));
-      for (let k: usize = 0; k < qb; k += 16) v128.store(quants + <usize>b * qb + k, v128.load(blk + 2 + k));
+      const blk = llama + <usize>b * bb, scale = packed + (<usize>b << 1), quants = packed + (<usize>nb << 1) + <usize>b * qb;
+      store<u16>(repack ? scale : blk, load<u16>(repack ? blk : scale));
+      const from = repack ? blk + 2 : quants, to = repack ? quants : blk + 2;
+      for (let k: usize = 0; k < qb; k += 16) v128.store(to + k, v128.load(from + k));
     }
   }
 }
 
-/** The inverse of repack_rows. */
+export function repack_rows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32): void {
+  convertRows(src, dst, rows, nb, bb, true);
+}
+
 export function unpack_rows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32): void {
-  const qb = <usize>(bb - 2);
-  const rowBytes = <usize>nb * bb;
-  for (let r = 0; r < rows; r++) {
-    const s = src + <usize>r * rowBytes, d = dst + <usize>r * rowBytes;
-    const quants = s + (<usize>nb << 1);
-    for (let b = 0; b < nb; b++) {
-      const blk = d + <usize>b * bb;
-      store<u16>(blk, load<u16>(s + (<usize>b << 1)));
-      for (let k: usize = 0; k < qb; k += 16) v128.store(blk + 2 + k, v128.load(quants + <usize>b * qb + k));
-    }
-  }
+  convertRows(src, dst, rows, nb, bb, false);
 }
 
 /** Quantizes T rows of inF f32 (inF % 32 == 0) into the layout above at xq, for q4_0 if `q4`. */

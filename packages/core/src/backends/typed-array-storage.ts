@@ -1,8 +1,20 @@
 import type { TypedArray } from '../backend/backend.js';
 import { byteSize, dtypeInfo } from '../tensor/dtype.js';
+import { numel, type Shape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 // Backend operations shared by the backends whose tensor handles are typed arrays (cpu, wasm).
+
+/** The part of a tensor's storage that a view of `shape` from element `offset` covers. */
+export function viewTyped(tensor: Tensor, shape: Shape, offset = 0): TypedArray {
+  const src = tensor.handle as TypedArray;
+  // Packed types are stored as bytes, so their counts and offsets are in bytes.
+  const units = (n: number) => (dtypeInfo(tensor.dtype).blockSize === 1 ? n : byteSize(tensor.dtype, n));
+  const begin = units(offset);
+  const end = begin + units(numel(shape));
+  if (end > src.length) throw new Error(`a view of ${numel(shape)} elements at ${offset} does not fit in ${tensor}`);
+  return src.subarray(begin, end);
+}
 
 export function writeTyped(tensor: Tensor, data: ArrayBufferView, byteOffset = 0): void {
   const dst = tensor.handle as TypedArray;

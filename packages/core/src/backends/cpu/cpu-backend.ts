@@ -5,7 +5,7 @@ import { byteSize, dtypeInfo, type DType } from '../../tensor/dtype.js';
 import { numel, type Shape } from '../../tensor/shape.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { registerCpuKernels } from './kernels/index.js';
-import { copyTyped, readTyped, writeTyped } from '../typed-array-storage.js';
+import { copyTyped, readTyped, viewTyped, writeTyped } from '../typed-array-storage.js';
 
 export type CpuTensor = Tensor<TypedArray>;
 
@@ -78,13 +78,7 @@ export class CpuBackend implements Backend {
   }
 
   view(tensor: Tensor, shape: Shape, offset = 0): CpuTensor {
-    const src = tensor.handle as TypedArray;
-    // Packed types are stored as bytes, so their counts and offsets are in bytes.
-    const units = (n: number) => (dtypeInfo(tensor.dtype).blockSize === 1 ? n : byteSize(tensor.dtype, n));
-    const begin = units(offset);
-    const end = begin + units(numel(shape));
-    if (end > src.length) throw new Error(`a view of ${numel(shape)} elements at ${offset} does not fit in ${tensor}`);
-    return new Tensor(this, shape, tensor.dtype, src.subarray(begin, end), tensor.use, true);
+    return new Tensor(this, shape, tensor.dtype, viewTyped(tensor, shape, offset), tensor.use, true);
   }
 
   write(tensor: Tensor, data: ArrayBufferView, byteOffset = 0): void {

@@ -3,7 +3,7 @@ import { globalKernels, type KernelRegistry, type OpName } from '../../backend/k
 import type { AttentionParams } from '../../backend/kernel-signatures.js';
 import { MemoryTracker, type MemoryUse } from '../../backend/memory.js';
 import type { KVCacheLayer } from '../../kv-cache/kv-cache.js';
-import { byteSize, dtypeInfo, type DType } from '../../tensor/dtype.js';
+import { byteSize, type DType } from '../../tensor/dtype.js';
 import { numel, type Shape } from '../../tensor/shape.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { align, WasmAllocator } from './allocator.js';
@@ -11,7 +11,7 @@ import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
 import { CONTROL_BYTES, physicalCores, ThreadPool } from './thread-pool.js';
 import { registerWasmKernels } from './kernels.js';
 import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
-import { copyTyped, readTyped, writeTyped } from '../typed-array-storage.js';
+import { copyTyped, readTyped, viewTyped, writeTyped } from '../typed-array-storage.js';
 import { REPACKED_BLOCK_BYTES, rowGeometry } from './repacked-rows.js';
 
 export type WasmTensor = Tensor<TypedArray>;
@@ -175,17 +175,14 @@ export class WasmBackend implements Backend {
   }
 
   view(tensor: Tensor, shape: Shape, offset = 0): WasmTensor {
-    const src = tensor.handle as TypedArray;
-    const units = (n: number) => (dtypeInfo(tensor.dtype).blockSize === 1 ? n : byteSize(tensor.dtype, n));
-    const begin = units(offset);
-    const end = begin + units(numel(shape));
-    if (end > src.length) throw new Error(`a view of ${numel(shape)} elements at ${offset} does not fit in ${tensor}`);
+    const part = viewTyped(tensor, shape, offset);
     const blockBytes = REPACKED_BLOCK_BYTES[tensor.dtype];
     if (blockBytes !== undefined) {
       const { rowBytes } = rowGeometry(tensor, blockBytes);
-      if (begin % rowBytes !== 0 || (end - begin) % rowBytes !== 0) throw new Error(`a view of ${tensor} must cover whole rows (the wasm backend repacks ${tensor.dtype} by row)`);
+      const begin = part.byteOffset - (tensor.handle as TypedArray).byteOffset;
+      if (begin % rowBytes !== 0 || part.byteLength % rowBytes !== 0) throw new Error(`a view of ${tensor} must cover whole rows (the wasm backend repacks ${tensor.dtype} by row)`);
     }
-    return new Tensor(this, shape, tensor.dtype, src.subarray(begin, end), tensor.use, true);
+    return new Tensor(this, shape, tensor.dtype, part, tensor.use, true);
   }
 
   write(tensor: Tensor, data: ArrayBufferView, byteOffset = 0): void {
