@@ -32,6 +32,9 @@ export function unpackRow(row: Uint8Array, nb: number, blockBytes: number, into:
   return into;
 }
 
+// One row in llama.cpp's layout, reused by every lookup (grown when a table's rows are longer).
+let rowScratch = new Uint8Array(0);
+
 /** out[t] = table[ids[t]] for a repacked q8_0 / q4_0 table: only the looked-up rows are decoded. */
 export function embeddingRepacked(table: Tensor, ids: Int32Array, out: Tensor): void {
   const blockBytes = REPACKED_BLOCK_BYTES[table.dtype];
@@ -39,7 +42,8 @@ export function embeddingRepacked(table: Tensor, ids: Int32Array, out: Tensor): 
   const { nb, rowBytes } = rowGeometry(table, blockBytes);
   const bytes = table.handle as Uint8Array;
   const dst = f32Of(out);
-  const row = new Uint8Array(rowBytes);
+  if (rowScratch.length < rowBytes) rowScratch = new Uint8Array(rowBytes);
+  const row = rowScratch.subarray(0, rowBytes);
   for (let t = 0; t < ids.length; t++) {
     const id = ids[t];
     if (!(id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary (0..${vocab - 1})`);

@@ -184,8 +184,14 @@ export class ThreadPool {
     Atomics.add(c, GEN, 1);
     Atomics.notify(c, GEN);
     let error: unknown = null;
+    // One argument list for all of this thread's chunks: only r0 and r1 change.
+    const call = [...args, 0, 0, scratch];
     try {
-      for (let r0 = Atomics.add(c, NEXT, chunk); r0 < rows; r0 = Atomics.add(c, NEXT, chunk)) fn(...args, r0, Math.min(rows, r0 + chunk), scratch);
+      for (let r0 = Atomics.add(c, NEXT, chunk); r0 < rows; r0 = Atomics.add(c, NEXT, chunk)) {
+        call[args.length] = r0;
+        call[args.length + 1] = Math.min(rows, r0 + chunk);
+        fn(...call);
+      }
     } catch (e) {
       error = e;
       // Leave no rows for the workers to start on; they finish the chunks they hold.

@@ -36,6 +36,7 @@ interface KernelExports {
 /** Kernels run through the thread pool, by op index. */
 const POOLED = ['linear_f32', 'linear_f16', 'linear_bf16', 'linear_q8_0', 'linear_q4_0', 'linear_q4_1', 'linear_q4_k', 'linear_q6_k', 'attention'] as const;
 type Pooled = (typeof POOLED)[number];
+const POOLED_INDEX = new Map<Pooled, number>(POOLED.map((op, i) => [op, i]));
 export type WasmLinearDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q4_k' | 'q6_k';
 
 /**
@@ -288,7 +289,7 @@ export class WasmBackend implements Backend {
     const s = this.threadScratch(scratchBytes);
     const fn = this.ex[op];
     if (work < this.minParallelWork) fn(...args, 0, rows, s.ptr);
-    else this.pool.run(POOLED.indexOf(op), fn, args, rows, grain, s.ptr, s.stride);
+    else this.pool.run(POOLED_INDEX.get(op)!, fn, args, rows, grain, s.ptr, s.stride);
   }
 
   /** @internal out[T, outF] = x[T, inF] · Wᵀ + b with W in `kind`. */
