@@ -110,6 +110,13 @@ export function touch(p: usize, n: usize, sink: usize): void {
   return i32x4.extract_lane(a, 0) + i32x4.extract_lane(a, 1) + i32x4.extract_lane(a, 2) + i32x4.extract_lane(a, 3);
 }
 
+/** [Σa, Σb, Σc, Σd]: the lane sums of four i32x4 (one convert and multiply then serves four). */
+@inline export function sum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(ab, cd, 0, 1, 4, 5), i32x4.shuffle(ab, cd, 2, 3, 6, 7));
+}
+
 /** Lane k of v in every lane (k a constant). */
 @inline export function broadcast(v: v128, k: i32): v128 {
   return k == 0 ? i32x4.shuffle(v, v, 0, 0, 0, 0) : k == 1 ? i32x4.shuffle(v, v, 1, 1, 1, 1) : k == 2 ? i32x4.shuffle(v, v, 2, 2, 2, 2) : i32x4.shuffle(v, v, 3, 3, 3, 3);
@@ -144,3 +151,31 @@ export function touch(p: usize, n: usize, sink: usize): void {
   return i32x4.add(d, i32x4.dot_i16x8_s(b1, v128.load(xb, 48)));
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// 8-bit dot products: relaxed SIMD in the module built with it, the same sums without
+// ---------------------------------------------------------------------------------------------
+//
+// build.mjs compiles this source twice: with relaxed SIMD (ASC_FEATURE_RELAXED_SIMD true),
+// dotI8I7 is one i32x4.relaxed_dot_i8x16_i7x16_add_s; without, it widens to i16 and uses
+// dot_i16x8_s. Its lanes then group the products differently, but the kernels only use the sum of
+// the four lanes, which is the same exact integer. `b`'s bytes must lie in [0, 127] (the relaxed
+// instruction leaves other values implementation-defined).
+
+/** c + the products a[i]·b[i] of 16 signed bytes a with 16 bytes b in [0, 127] (lane total). */
+@inline export function dotI8I7(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c);
+  const lo = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_u(b));
+  return i32x4.add(c, i32x4.add(lo, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_u(b))));
+}
+
+/**
+ * Eight i16 lanes whose total is Σ a[i]·b[i] (16 signed bytes a, 16 bytes b in [0, 127]): with
+ * relaxed SIMD one i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw on x64), each lane a pair's sum; without,
+ * products i and i + 8. Either way a lane is at most 2·128·127 in magnitude: callers keep the total
+ * of what they add in i16 below 2^15.
+ */
+@inline export function dotI8I7Pairs(a: v128, b: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(a, b);
+  return i16x8.add(i16x8.extmul_low_i8x16_s(a, b), i16x8.extmul_high_i8x16_s(a, b));
+}

@@ -3,7 +3,7 @@
 // memory and element counts; threaded kernels take the range of output rows (or heads) to compute.
 // The TypeScript kernels in src/backends/cpu/kernels are the reference these are tested against.
 
-import { addBias, broadcast, flushSubnormalHalves, hadd, half4, halfAt, halfScaled4, halvesHi, halvesLo, hsumI32, nibbleDot, touch, touchChunk, TWO_112, weightHalf } from './common';
+import { addBias, broadcast, dotI8I7, dotI8I7Pairs, flushSubnormalHalves, hadd, half4, halfAt, halfScaled4, halvesHi, halvesLo, hsumI32, sum4, touch, touchChunk, TWO_112, weightHalf } from './common';
 
 /** dst[i] = src[i] * factor: f16 kernels take x pre-scaled by 2^56 (their weights come as w·2^-112). */
 export function scale_f32(src: usize, dst: usize, n: i32, factor: f32): void {
@@ -265,16 +265,47 @@ export function xq_row_bytes(inF: i32): usize {
   }
 }
 
-export function repack_rows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32): void {
+/**
+ * Repacks rows as they upload; returns how many q8_0 quants (bb = 34) are −128, which the relaxed
+ * kernel's sign trick cannot negate (the backend then runs that tensor on the i16 kernel).
+ */
+export function repack_rows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32): i32 {
   convertRows(src, dst, rows, nb, bb, true);
+  if (bb != 34) return 0;
+  let n = i32x4.splat(0);
+  for (let r = 0; r < rows; r++) {
+    const q = dst + <usize>r * nb * bb + (<usize>nb << 1);
+    for (let k: usize = 0; k < <usize>nb * 32; k += 16) n = i32x4.sub(n, i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(i8x16.eq(v128.load(q + k), i8x16.splat(-128)))));
+  }
+  return hsumI32(n);
 }
 
 export function unpack_rows(src: usize, dst: usize, rows: i32, nb: i32, bb: i32): void {
   convertRows(src, dst, rows, nb, bb, false);
 }
 
-/** Quantizes T rows of inF f32 (inF % 32 == 0) into the layout above at xq, for q4_0 if `q4`. */
-export function quantize_x(x: usize, xq: usize, T: i32, inF: i32, q4: bool): void {
+/**
+ * Tile tables after the T rows: for every tile of four rows (the last one repeats row T − 1), nb
+ * f32x4 of the four rows' block scales, then nb i32x4 of their block offsets. The multi-row kernel
+ * then scales four rows' block dots with one multiply.
+ */
+@inline function tileTables(xq: usize, T: i32, nb: i32): void {
+  const xs = xqRowBytes(nb << 5);
+  const tabBytes = <usize>nb << 5;
+  for (let i = 0; i < (T + 3) >> 2; i++) {
+    const tab = xq + <usize>T * xs + <usize>i * tabBytes;
+    for (let r = 0; r < 4; r++) {
+      const row = xq + <usize>min(4 * i + r, T - 1) * xs;
+      const scales = row + (<usize>nb << 6);
+      for (let b = 0; b < nb; b++) {
+        store<f32>(tab + (<usize>b << 4) + (<usize>r << 2), load<f32>(scales + (<usize>b << 2)));
+        store<i32>(tab + (<usize>nb << 4) + (<usize>b << 4) + (<usize>r << 2), load<i32>(scales + (<usize>(nb + b) << 2)));
+      }
+    }
+  }
+}
+
+@inline function quantizeRowsQ(x: usize, xq: usize, T: i32, inF: i32, q4: bool, i8: bool): void {
   const nb = inF >> 5;
   for (let t = 0; t < T; t++) {
     const row = x + ((<usize>t * inF) << 2);
@@ -294,7 +325,18 @@ export function quantize_x(x: usize, xq: usize, T: i32, inF: i32, q4: bool): voi
         const lo = <i32>nearest<f32>(load<f32>(src + (<usize>j << 2)) * id);
         const hi = <i32>nearest<f32>(load<f32>(src + (<usize>(j + 16) << 2)) * id);
         sum += lo + hi;
-        if (q4) {
+        if (i8) {
+          if (q4) {
+            store<i8>(dst + <usize>j, <i8>lo);
+            store<i8>(dst + <usize>j, <i8>hi, 16);
+          } else {
+            // |q| for the 7-bit operand, q's sign as a byte mask (moved onto the weights in the dot).
+            store<u8>(dst + <usize>j, <u8>abs(lo));
+            store<u8>(dst + <usize>j, <u8>abs(hi), 16);
+            store<i8>(dst + <usize>j, lo < 0 ? -1 : 0, 32);
+            store<i8>(dst + <usize>j, hi < 0 ? -1 : 0, 48);
+          }
+        } else if (q4) {
           // i16 slots: bytes 0..7 of the nibbles pair with slots 0..15, bytes 8..15 with 16..31.
           const slot = <usize>(((j >> 3) << 4) + (j & 7));
           store<i16>(dst + (slot << 1), <i16>(16 * lo - hi));
@@ -304,17 +346,76 @@ export function quantize_x(x: usize, xq: usize, T: i32, inF: i32, q4: bool): voi
           store<i16>(dst + (<usize>j << 1), <i16>hi, 32);
         }
       }
-      store<f32>(scales + (<usize>b << 2), q4 ? d / 16 : d);
-      store<i32>(offsets + (<usize>b << 2), q4 ? sum << 7 : 0);
+      // The i16 layout's q4_0 dot is 16 × the true one; the i8 layout's is the true one.
+      store<f32>(scales + (<usize>b << 2), q4 && !i8 ? d / 16 : d);
+      store<i32>(offsets + (<usize>b << 2), q4 ? (i8 ? sum << 3 : sum << 7) : 0);
     }
   }
+  tileTables(xq, T, nb);
 }
 
-@inline function q8BlockDot(q: usize, xb: usize): v128 {
-  let d = i32x4.dot_i16x8_s(v128.load8x8_s(q), v128.load(xb));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), v128.load(xb, 16)));
-  d = i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(q, 16), v128.load(xb, 32)));
-  return i32x4.add(d, i32x4.dot_i16x8_s(v128.load8x8_s(q, 24), v128.load(xb, 48)));
+/** Bytes quantize_x / quantize_x_i8 write for T rows of inF values: the rows, then the tile tables. */
+export function xq_bytes(T: i32, inF: i32): usize {
+  return <usize>T * xqRowBytes(inF) + (<usize>((T + 3) >> 2) << 5) * <usize>(inF >> 5);
+}
+
+/** Quantizes T rows of inF f32 (inF % 32 == 0) into the i16 layout above at xq, for q4_0 if `q4`. */
+export function quantize_x(x: usize, xq: usize, T: i32, inF: i32, q4: bool): void {
+  quantizeRowsQ(x, xq, T, inF, q4, false);
+}
+
+/** The same into the i8 layout of the relaxed-SIMD dot products (linear_*_i8). */
+export function quantize_x_i8(x: usize, xq: usize, T: i32, inF: i32, q4: bool): void {
+  quantizeRowsQ(x, xq, T, inF, q4, true);
+}
+
+// A block's weights are decoded once into up to four vectors (wA..wD) and then dotted with one or
+// more activation rows (rowDot):
+//  - i16 layout, q8_0: the 32 quants widened to i16 (load8x8_s), against q in order;
+//  - i16 layout, q4_0: the nibble bytes widened (b0, b1) and their low nibbles, as common.ts's nibbleDot pairs them;
+//  - i8 layout, q8_0: the 32 quants as bytes; x's sign moves onto them (xor, sub), |x| is the 7-bit operand;
+//  - i8 layout, q4_0: the low and the high nibbles (0..15), the 7-bit operand against x's signed bytes.
+
+@inline function wA(q: usize, q4: bool, i8: bool): v128 {
+  if (i8) return q4 ? v128.and(v128.load(q), i8x16.splat(0x0f)) : v128.load(q);
+  return q4 ? v128.and(v128.load8x8_u(q), i16x8.splat(0x0f)) : v128.load8x8_s(q);
+}
+@inline function wB(q: usize, q4: bool, i8: bool): v128 {
+  if (i8) return q4 ? v128.and(i16x8.shr_u(v128.load(q), 4), i8x16.splat(0x0f)) : v128.load(q, 16);
+  return q4 ? v128.load8x8_u(q) : v128.load8x8_s(q, 8);
+}
+@inline function wC(q: usize, q4: bool, i8: bool): v128 {
+  if (i8) return i32x4.splat(0);
+  return q4 ? v128.and(v128.load8x8_u(q, 8), i16x8.splat(0x0f)) : v128.load8x8_s(q, 16);
+}
+@inline function wD(q: usize, q4: bool, i8: bool): v128 {
+  if (i8) return i32x4.splat(0);
+  return q4 ? v128.load8x8_u(q, 8) : v128.load8x8_s(q, 24);
+}
+
+/** One decoded block · one activation block at xb: lanes summing to the block's integer dot. */
+@inline function rowDot(a: v128, b: v128, c: v128, d: v128, xb: usize, q4: bool, i8: bool): v128 {
+  if (i8) {
+    // q4_0: nibble · q ≤ 15·127, so a lane of the two blocks' pair sums stays below 2^15.
+    if (q4) return i32x4.extadd_pairwise_i16x8_s(i16x8.add(dotI8I7Pairs(v128.load(xb), a), dotI8I7Pairs(v128.load(xb, 16), b)));
+    const s0 = v128.load(xb, 32), s1 = v128.load(xb, 48);
+    return dotI8I7(i8x16.sub(v128.xor(b, s1), s1), v128.load(xb, 16), dotI8I7(i8x16.sub(v128.xor(a, s0), s0), v128.load(xb), i32x4.splat(0)));
+  }
+  let r = i32x4.dot_i16x8_s(a, v128.load(xb));
+  r = i32x4.add(r, i32x4.dot_i16x8_s(b, v128.load(xb, 16)));
+  r = i32x4.add(r, i32x4.dot_i16x8_s(c, v128.load(xb, 32)));
+  return i32x4.add(r, i32x4.dot_i16x8_s(d, v128.load(xb, 48)));
+}
+
+/** The integer dot of one block (q4_0 in the i16 layout: 16 ×) with one activation block. */
+@inline function blockDot(q: usize, xb: usize, q4: bool, i8: bool): v128 {
+  return rowDot(wA(q, q4, i8), wB(q, q4, i8), wC(q, q4, i8), wD(q, q4, i8), xb, q4, i8);
+}
+
+/** Four f16 weight scales at sp (`exact`: zero and subnormal ones too, see rowScalesNormal). */
+@inline function weightScales4(sp: usize, exact: bool): v128 {
+  const h = v128.load16x4_s(sp);
+  return exact ? half4(h) : f32x4.mul(halfScaled4(h), f32x4.splat(TWO_112));
 }
 
 /**
@@ -322,8 +423,7 @@ export function quantize_x(x: usize, xq: usize, T: i32, inF: i32, q4: bool): voi
  * scales exactly; the cheap decoding is exact only for the others (see rowScalesNormal).
  */
 @inline function scales4(sp: usize, dp: usize, exact: bool): v128 {
-  const h = v128.load16x4_s(sp);
-  return f32x4.mul(exact ? half4(h) : f32x4.mul(halfScaled4(h), f32x4.splat(TWO_112)), v128.load(dp));
+  return f32x4.mul(weightScales4(sp, exact), v128.load(dp));
 }
 
 /**
@@ -339,32 +439,39 @@ function rowScalesNormal(sp: usize, nb: i32): bool {
   return ok;
 }
 
-/** The integer dot of one block: q8_0 quants widen as they load; q4_0's is 16 × (see nibbleDot). */
-@inline function blockDot(q: usize, xb: usize, q4: bool): v128 {
-  return q4 ? nibbleDot(q, xb) : q8BlockDot(q, xb);
-}
-
 /**
- * One repacked q8_0 or q4_0 (`q4`) row · one quantized activation row. The accumulator is stored
- * to `pin` after each block: the store is never read, and keeps V8 from scheduling all sixteen of
- * a group's loads first and spilling their registers. q4_0 subtracts the nibbles' +8 through the
- * activation offsets.
+ * One repacked q8_0 or q4_0 (`q4`) row · one quantized activation row; q4_0 subtracts the nibbles'
+ * +8 through the activation offsets.
  */
-@inline function dotRow(row: usize, xq: usize, nb: i32, pin: usize, exact: bool, q4: bool): f32 {
+@inline function dotRow(row: usize, xq: usize, nb: i32, pin: usize, exact: bool, q4: bool, i8: bool): f32 {
   const qb: usize = q4 ? 16 : 32;
   let sp = row, q = row + (<usize>nb << 1), xb = xq, dp = xq + (<usize>nb << 6), op = dp + (<usize>nb << 2);
   const end4 = q + <usize>(nb & ~3) * qb;
   let acc = f32x4.splat(0);
-  while (q < end4) {
+  // The i16 kernels: one convert per block, the accumulator stored to `pin` after each (the store
+  // is never read; it keeps V8 from scheduling all of a group's loads first and spilling their
+  // registers, which costs Node 20's V8 a quarter of the speed).
+  while (!i8 && q < end4) {
     const s = scales4(sp, dp, exact);
     if (q4) acc = f32x4.sub(acc, f32x4.mul(s, f32x4.convert_i32x4_s(v128.load(op))));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q, xb, q4)), broadcast(s, 0)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q, xb, q4, i8)), broadcast(s, 0)));
     v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + qb, xb + 64, q4)), broadcast(s, 1)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + qb, xb + 64, q4, i8)), broadcast(s, 1)));
     v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + 2 * qb, xb + 128, q4)), broadcast(s, 2)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + 2 * qb, xb + 128, q4, i8)), broadcast(s, 2)));
     v128.store(pin, acc);
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + 3 * qb, xb + 192, q4)), broadcast(s, 3)));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(q + 3 * qb, xb + 192, q4, i8)), broadcast(s, 3)));
+    sp += 8;
+    q += 4 * qb;
+    xb += 256;
+    dp += 16;
+    op += 16;
+  }
+  // The relaxed i8 kernels (Node ≥ 22): four blocks per convert.
+  while (i8 && q < end4) {
+    let i = sum4(blockDot(q, xb, q4, i8), blockDot(q + qb, xb + 64, q4, i8), blockDot(q + 2 * qb, xb + 128, q4, i8), blockDot(q + 3 * qb, xb + 192, q4, i8));
+    if (q4) i = i32x4.sub(i, v128.load(op));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i), scales4(sp, dp, exact)));
     sp += 8;
     q += 4 * qb;
     xb += 256;
@@ -374,7 +481,7 @@ function rowScalesNormal(sp: usize, nb: i32): bool {
   let sum = hadd(acc);
   const end = row + <usize>nb * (qb + 2);
   while (q < end) {
-    const d = hsumI32(blockDot(q, xb, q4)) - (q4 ? load<i32>(op) : 0);
+    const d = hsumI32(blockDot(q, xb, q4, i8)) - (q4 ? load<i32>(op) : 0);
     sum += <f32>d * halfAt(sp) * load<f32>(dp);
     sp += 2;
     q += qb;
@@ -385,21 +492,103 @@ function rowScalesNormal(sp: usize, nb: i32): bool {
   return sum;
 }
 
-/** Rows [r0, r1) of a repacked q8_0 or q4_0 (`q4`) weight against xq from quantize_x(…, q4). */
-@inline function linearQ(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize, q4: bool): void {
+/**
+ * acc + one block (quants at q, weight scale ws in every lane) · the same block of four activation
+ * rows (x0..x3 + xo; tb: the block's entry in their tile table, `offsets` on to its offsets). The
+ * weights are decoded once for the four; their four integer dots reduce to one i32x4 (sum4), and
+ * one convert and multiply scale all four.
+ */
+@inline function tileBlock(acc: v128, q: usize, x0: usize, x1: usize, x2: usize, x3: usize, xo: usize, tb: usize, offsets: usize, ws: v128, rows: i32, q4: bool, i8: bool): v128 {
+  const a = wA(q, q4, i8), b = wB(q, q4, i8), c = wC(q, q4, i8), d = wD(q, q4, i8);
+  const zero = i32x4.splat(0);
+  const r2 = rows > 2 ? rowDot(a, b, c, d, x2 + xo, q4, i8) : zero, r3 = rows > 3 ? rowDot(a, b, c, d, x3 + xo, q4, i8) : zero;
+  let i = sum4(rowDot(a, b, c, d, x0 + xo, q4, i8), rowDot(a, b, c, d, x1 + xo, q4, i8), r2, r3);
+  if (q4) i = i32x4.sub(i, v128.load(tb + offsets));
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.mul(v128.load(tb), ws)));
+}
+
+/**
+ * One repacked row · `rows` (2, 3 or 4) quantized activation rows (x0..x3; tab: their tile table):
+ * the results in the first `rows` lanes.
+ */
+@inline function dotTile(row: usize, x0: usize, x1: usize, x2: usize, x3: usize, tab: usize, nb: i32, rows: i32, pin: usize, exact: bool, q4: bool, i8: bool): v128 {
+  const qb: usize = q4 ? 16 : 32;
+  const offsets = <usize>nb << 4;
+  let sp = row, q = row + (<usize>nb << 1), xo: usize = 0, tb = tab;
+  const end4 = q + <usize>(nb & ~3) * qb, end = q + <usize>nb * qb;
+  let acc = f32x4.splat(0);
+  while (q < end4) {
+    const ws = weightScales4(sp, exact);
+    acc = tileBlock(acc, q, x0, x1, x2, x3, xo, tb, offsets, broadcast(ws, 0), rows, q4, i8);
+    v128.store(pin, acc);
+    acc = tileBlock(acc, q + qb, x0, x1, x2, x3, xo + 64, tb + 16, offsets, broadcast(ws, 1), rows, q4, i8);
+    v128.store(pin, acc);
+    acc = tileBlock(acc, q + 2 * qb, x0, x1, x2, x3, xo + 128, tb + 32, offsets, broadcast(ws, 2), rows, q4, i8);
+    v128.store(pin, acc);
+    acc = tileBlock(acc, q + 3 * qb, x0, x1, x2, x3, xo + 192, tb + 48, offsets, broadcast(ws, 3), rows, q4, i8);
+    v128.store(pin, acc);
+    sp += 8;
+    q += 4 * qb;
+    xo += 256;
+    tb += 64;
+  }
+  while (q < end) {
+    acc = tileBlock(acc, q, x0, x1, x2, x3, xo, tb, offsets, f32x4.splat(halfAt(sp)), rows, q4, i8);
+    sp += 2;
+    q += qb;
+    xo += 64;
+    tb += 16;
+  }
+  return acc;
+}
+
+/** Stores the first `rows` lanes of acc at po, po + os, ... */
+@inline function storeLanes(acc: v128, po: usize, os: usize, rows: i32): void {
+  store<f32>(po, f32x4.extract_lane(acc, 0));
+  store<f32>(po + os, f32x4.extract_lane(acc, 1));
+  if (rows > 2) store<f32>(po + 2 * os, f32x4.extract_lane(acc, 2));
+  if (rows > 3) store<f32>(po + 3 * os, f32x4.extract_lane(acc, 3));
+}
+
+/**
+ * Outputs o of activation rows [t0, t1) (t0 a multiple of 4) for one weight row: tiles of four
+ * rows, then the remainder as one tile of three or two, or one row alone.
+ */
+@inline function rowsQ(row: usize, xq: usize, T: i32, t0: i32, t1: i32, nb: i32, out: usize, outF: i32, o: i32, pin: usize, exact: bool, q4: bool, i8: bool): void {
+  const xs = xqRowBytes(nb << 5);
+  const tabs = xq + <usize>T * xs, tabBytes = <usize>nb << 5;
+  const os = <usize>outF << 2;
+  let t = t0;
+  for (; t + 4 <= t1; t += 4) {
+    const x0 = xq + <usize>t * xs;
+    storeLanes(dotTile(row, x0, x0 + xs, x0 + 2 * xs, x0 + 3 * xs, tabs + <usize>(t >> 2) * tabBytes, nb, 4, pin, exact, q4, i8), out + ((<usize>t * outF + o) << 2), os, 4);
+  }
+  const left = t1 - t;
+  const x0 = xq + <usize>t * xs, tab = tabs + <usize>(t >> 2) * tabBytes, po = out + ((<usize>t * outF + o) << 2);
+  if (left == 3) storeLanes(dotTile(row, x0, x0 + xs, x0 + 2 * xs, x0, tab, nb, 3, pin, exact, q4, i8), po, os, 3);
+  else if (left == 2) storeLanes(dotTile(row, x0, x0 + xs, x0, x0, tab, nb, 2, pin, exact, q4, i8), po, os, 2);
+  else if (left == 1) store<f32>(po, dotRow(row, x0, nb, pin, exact, q4, i8));
+}
+
+const ROW_GROUP: i32 = 8;
+
+/** Rows [r0, r1) of a repacked q8_0 or q4_0 (`q4`) weight against xq from quantize_x(…, q4) (_i8 if `i8`). */
+@inline function linearQ(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize, q4: bool, i8: bool): void {
   const nb = inF >> 5;
   const stride = <usize>nb * (q4 ? 18 : 34);
-  const xs = xqRowBytes(inF);
   const step = touchChunk(stride);
   for (let c = r0; c < r1; c += step) {
     const e = min(c + step, r1);
     touch(w + <usize>c * stride, <usize>(e - c) * stride, scratch + 16);
-    for (let o = c; o < e; o++) {
-      const row = w + <usize>o * stride;
-      if (rowScalesNormal(row, nb)) {
-        for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotRow(row, xq + <usize>t * xs, nb, scratch, false, q4));
-      } else {
-        for (let t = 0; t < T; t++) store<f32>(out + ((<usize>t * outF + o) << 2), dotRow(row, xq + <usize>t * xs, nb, scratch, true, q4));
+    // Groups of ROW_GROUP activation rows over the chunk (in cache now): beyond about eight rows of
+    // a 2048-wide layer, one weight row's sweep over all of them no longer fits L1 (measured: 16
+    // rows in one sweep ran 7× slower than two sweeps of 8).
+    for (let t0 = 0; t0 < T; t0 += ROW_GROUP) {
+      const t1 = min(t0 + ROW_GROUP, T);
+      for (let o = c; o < e; o++) {
+        const row = w + <usize>o * stride;
+        if (rowScalesNormal(row, nb)) rowsQ(row, xq, T, t0, t1, nb, out, outF, o, scratch, false, q4, i8);
+        else rowsQ(row, xq, T, t0, t1, nb, out, outF, o, scratch, true, q4, i8);
       }
     }
   }
@@ -407,33 +596,66 @@ function rowScalesNormal(sp: usize, nb: i32): bool {
 }
 
 export function linear_q8_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
-  linearQ(xq, w, bias, out, T, inF, outF, r0, r1, scratch, false);
+  linearQ(xq, w, bias, out, T, inF, outF, r0, r1, scratch, false, false);
 }
 
 export function linear_q4_0(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
-  linearQ(xq, w, bias, out, T, inF, outF, r0, r1, scratch, true);
+  linearQ(xq, w, bias, out, T, inF, outF, r0, r1, scratch, true, false);
+}
+
+/** q8_0 against quantize_x_i8's layout. Exact only for quants in [-127, 127] (see repack_rows). */
+export function linear_q8_0_i8(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
+  linearQ(xq, w, bias, out, T, inF, outF, r0, r1, scratch, false, true);
+}
+
+export function linear_q4_0_i8(xq: usize, w: usize, bias: usize, out: usize, T: i32, inF: i32, outF: i32, r0: i32, r1: i32, scratch: usize): void {
+  linearQ(xq, w, bias, out, T, inF, outF, r0, r1, scratch, true, true);
+}
+
+/** 1 in the module built with relaxed SIMD (its linear_*_i8 use the relaxed 8-bit dot product). */
+export function kernels_relaxed(): i32 {
+  return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Attention over a dense f32 cache: causal, grouped-query, optional sliding window
+// Attention over a dense f32 or f16 cache: causal, grouped-query, optional sliding window
 // ---------------------------------------------------------------------------------------------
 
+/** q (f32) · a key row of f16, decoded exactly (half4: no subnormal f32 is formed). */
+@inline function dotQHalf(a: usize, k: usize, n: i32): f32 {
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const pa = a + (<usize>i << 2), pk = k + (<usize>i << 1);
+    s0 = f32x4.add(s0, f32x4.mul(v128.load(pa), half4(v128.load16x4_u(pk))));
+    s1 = f32x4.add(s1, f32x4.mul(v128.load(pa, 16), half4(v128.load16x4_u(pk, 8))));
+  }
+  for (; i + 4 <= n; i += 4) s0 = f32x4.add(s0, f32x4.mul(v128.load(a + (<usize>i << 2)), half4(v128.load16x4_u(k + (<usize>i << 1)))));
+  let s = hadd(f32x4.add(s0, s1));
+  for (; i < n; i++) s += load<f32>(a + (<usize>i << 2)) * halfAt(k + (<usize>i << 1));
+  return s;
+}
+
 /**
- * Heads [h0, h1) of every query row. q [rows, nHeads·headDim], k/v [capacity, nKVHeads·headDim],
- * scores: scratch for startPos + rows f32. Same semantics as the reference attentionDense.
+ * Heads [h0, h1) of every query row. q [rows, nHeads·headDim], k/v [capacity, nKVHeads·headDim]
+ * in f32, or in f16 when `half` (a constant: each exported kernel is its own specialisation),
+ * scores: scratch for startPos + rows f32. Same semantics as the reference attentionDense
+ * (noDiag 1: the row's own position is masked).
  */
-export function attention(q: usize, k: usize, v: usize, out: usize, rows: i32, nHeads: i32, nKVHeads: i32, headDim: i32, scale: f32, startPos: i32, window: i32, h0: i32, h1: i32, scores: usize): void {
+@inline function attentionRows(q: usize, k: usize, v: usize, out: usize, rows: i32, nHeads: i32, nKVHeads: i32, headDim: i32, scale: f32, startPos: i32, window: i32, noDiag: i32, h0: i32, h1: i32, scores: usize, half: bool): void {
   const kvWidth = nKVHeads * headDim;
   const group = nHeads / nKVHeads;
+  const eb: usize = half ? 1 : 2; // log2 of the bytes of one cached element
   for (let t = 0; t < rows; t++) {
-    const last = startPos + t;
-    const first = window > 0 ? max(0, last - window + 1) : 0;
+    const last = startPos + t - noDiag;
+    const first = window > 0 ? max(0, startPos + t - window + 1) : 0;
     for (let h = h0; h < h1; h++) {
       const qp = q + ((<usize>(t * nHeads + h) * headDim) << 2);
       const kvo = (h / group) * headDim;
       let m: f32 = -Infinity;
       for (let j = first; j <= last; j++) {
-        const s = dotF32(qp, k + ((<usize>(j * kvWidth + kvo)) << 2), headDim) * scale;
+        const kp = k + ((<usize>(j * kvWidth + kvo)) << eb);
+        const s = (half ? dotQHalf(qp, kp, headDim) : dotF32(qp, kp, headDim)) * scale;
         store<f32>(scores + (<usize>j << 2), s);
         if (s > m) m = s;
       }
@@ -450,19 +672,53 @@ export function attention(q: usize, k: usize, v: usize, out: usize, rows: i32, n
       for (let j = first; j <= last; j++) {
         const wgt = load<f32>(scores + (<usize>j << 2)) * inv;
         const wv = f32x4.splat(wgt);
-        const vp = v + ((<usize>(j * kvWidth + kvo)) << 2);
+        const vp = v + ((<usize>(j * kvWidth + kvo)) << eb);
         d = 0;
         for (; d + 4 <= headDim; d += 4) {
           const p = op + (<usize>d << 2);
-          v128.store(p, f32x4.add(v128.load(p), f32x4.mul(wv, v128.load(vp + (<usize>d << 2)))));
+          const vals = half ? half4(v128.load16x4_u(vp + (<usize>d << 1))) : v128.load(vp + (<usize>d << 2));
+          v128.store(p, f32x4.add(v128.load(p), f32x4.mul(wv, vals)));
         }
         for (; d < headDim; d++) {
           const p = op + (<usize>d << 2);
-          store<f32>(p, load<f32>(p) + wgt * load<f32>(vp + (<usize>d << 2)));
+          store<f32>(p, load<f32>(p) + wgt * (half ? halfAt(vp + (<usize>d << 1)) : load<f32>(vp + (<usize>d << 2))));
         }
       }
     }
   }
+}
+
+export function attention(q: usize, k: usize, v: usize, out: usize, rows: i32, nHeads: i32, nKVHeads: i32, headDim: i32, scale: f32, startPos: i32, window: i32, noDiag: i32, h0: i32, h1: i32, scores: usize): void {
+  attentionRows(q, k, v, out, rows, nHeads, nKVHeads, headDim, scale, startPos, window, noDiag, h0, h1, scores, false);
+}
+
+export function attention_f16(q: usize, k: usize, v: usize, out: usize, rows: i32, nHeads: i32, nKVHeads: i32, headDim: i32, scale: f32, startPos: i32, window: i32, noDiag: i32, h0: i32, h1: i32, scores: usize): void {
+  attentionRows(q, k, v, out, rows, nHeads, nKVHeads, headDim, scale, startPos, window, noDiag, h0, h1, scores, true);
+}
+
+/** n f32 at src into f16 at dst, rounded to nearest even (the f16 KV cache's writes). */
+export function convert_f16(src: usize, dst: usize, n: i32): void {
+  for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), f32ToHalf(load<f32>(src + (<usize>i << 2))));
+}
+
+/** f32 -> f16 bits, round to nearest even; overflow to ±Inf, NaN stays NaN. */
+@inline function f32ToHalf(x: f32): u16 {
+  const b = reinterpret<u32>(x);
+  const sign = (b >> 16) & 0x8000;
+  const a = b & 0x7fffffff;
+  if (a >= 0x7f800000) return <u16>(sign | 0x7c00 | (a > 0x7f800000 ? 0x200 : 0));
+  if (a >= 0x477ff000) return <u16>(sign | 0x7c00); // rounds to >= 65520: Inf
+  if (a < 0x38800000) {
+    // Subnormal half (or zero): |x| < 2^-14. Adding 0.5 aligns the bits so the FPU's own
+    // round-to-nearest-even does the rounding: the low mantissa bits of (|x| + 0.5) are the half.
+    if (a < 0x33000000) return <u16>sign; // < 2^-25 rounds to zero
+    const r = reinterpret<u32>(reinterpret<f32>(a) + 0.5) - 0x3f000000;
+    return <u16>(sign | r);
+  }
+  const mant = a & 0x1fff;
+  let h = ((a - 0x38000000) >> 13);
+  if (mant > 0x1000 || (mant == 0x1000 && (h & 1))) h++;
+  return <u16>(sign | h);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,3 +769,6 @@ export function heap_base(): usize {
   return __heap_base;
 }
 export * from './kquants';
+export * from './rows';
+export * from './codebook4';
+export * from './grouped-int';

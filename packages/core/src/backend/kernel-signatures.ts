@@ -11,6 +11,12 @@ export interface AttentionParams {
   startPos: number;
   /** Sliding window (Mistral): row t attends only to the last `window` positions. */
   window?: number;
+  /**
+   * Masks the query's own position (LCKV's no_diag, for a layer whose KV layer lies above it and
+   * has not seen this token yet): row t attends to positions before startPos + t, so the cache need
+   * only hold startPos + T - 1 tokens; a row left with nothing to attend to outputs zeros.
+   */
+  noDiagonal?: boolean;
 }
 
 /**
@@ -29,7 +35,12 @@ export interface KernelSignatures {
    * invFreq has headDim/2 entries (scaling such as Llama 3.1's already applied).
    */
   rope(x: Tensor, nHeads: number, positions: Int32Array, invFreq: Float32Array): void;
-  /** Causal GQA attention of q [T, nHeads * headDim] over a cache layer; out like q. */
+  /**
+   * Copies f32 `src` into `dst` from element `dstOffset`, converting to dst's dtype (the variant;
+   * f16 rounds to nearest even). The dense KV cache stores its keys and values this way.
+   */
+  convert(src: Tensor, dst: Tensor, dstOffset: number): void;
+  /** Causal GQA attention of q [T, nHeads * headDim] over a cache layer (f32 or f16 keys/values); out like q. */
   attention(q: Tensor, cache: KVCacheLayer, params: AttentionParams, out: Tensor): void;
   /** out = silu(gate) * up. */
   swiglu(gate: Tensor, up: Tensor, out: Tensor): void;
@@ -37,6 +48,6 @@ export interface KernelSignatures {
   add(a: Tensor, b: Tensor, out: Tensor): void;
   /** Softmax over the last dimension. */
   softmax(x: Tensor, out: Tensor): void;
-  /** Index of the largest value of each row into out (i32 [rows]). */
+  /** Index of the largest value of each row (first on ties) into out (i32 [rows]); -1 for a row holding a NaN. */
   argmax(x: Tensor, out: Tensor): void;
 }

@@ -122,19 +122,19 @@ function ropeCase(T: number, nHeads: number, headDim: number, start: number): Ca
   };
 }
 
-function attentionCase(T: number, nHeads: number, nKV: number, headDim: number, startPos: number, window?: number): Case {
+function attentionCase(T: number, nHeads: number, nKV: number, headDim: number, startPos: number, window?: number, kv: 'f32' | 'f16' = 'f32', noDiagonal?: boolean): Case {
   const capacity = startPos + T + 2;
   const kvWidth = nKV * headDim;
   const past = f32([startPos + T, kvWidth]);
   const pastV = f32([startPos + T, kvWidth]);
   const q = f32([T, nHeads * headDim]);
-  const params: AttentionParams = { nHeads, nKVHeads: nKV, headDim, scale: 1 / Math.sqrt(headDim), startPos, window };
+  const params: AttentionParams = { nHeads, nKVHeads: nKV, headDim, scale: 1 / Math.sqrt(headDim), startPos, window, noDiagonal };
   return {
-    name: `attention T=${T} heads=${nHeads}/${nKV} headDim=${headDim} startPos=${startPos}${window ? ` window=${window}` : ''}`,
+    name: `attention ${kv} cache T=${T} heads=${nHeads}/${nKV} headDim=${headDim} startPos=${startPos}${window ? ` window=${window}` : ''}${noDiagonal ? ' no diagonal' : ''}`,
     tol: 1e-5,
-    wholeBytes: capacity * kvWidth * 4,
+    wholeBytes: capacity * kvWidth * (kv === 'f16' ? 2 : 4),
     run: (b) => {
-      const cache = new DenseKVCache({ backend: b, nLayers: 1, nKVHeads: nKV, headDim, capacity });
+      const cache = new DenseKVCache({ backend: b, nLayers: 1, nKVHeads: nKV, headDim, capacity, dtype: kv });
       // Two writes: the past, then this step's rows, as the model appends.
       const rows = (h: HostTensor, from: number, to: number): HostTensor => ({ data: h.data.slice(from * kvWidth, to * kvWidth), shape: [to - from, kvWidth], dtype: 'f32' });
       if (startPos > 0) {
@@ -144,6 +144,26 @@ function attentionCase(T: number, nHeads: number, nKV: number, headDim: number, 
       cache.write(0, upload(b, rows(past, startPos, startPos + T)), upload(b, rows(pastV, startPos, startPos + T)));
       const y = out(b, [T, nHeads * headDim]);
       k(b)('attention', 'dense')(upload(b, q), cache.layer(0), params, y);
+      return [y];
+    },
+  };
+}
+
+/** f32 rows into an f16 tensor at a row offset: the same bits everywhere (round to nearest even). */
+function convertCase(rows: number, width: number, at: number): Case {
+  const x = f32([rows, width], 3);
+  // Ties at the f16 rounding point (both parities), subnormal halves, the largest finite half and
+  // values that overflow to infinity.
+  const special = [1 + 2 ** -11, 1 + 3 * 2 ** -11, -(2 ** -14) * 1.5, 2 ** -24 * 0.5, 2 ** -24 * 1.5, 3e-6, -7e-8, 65504, 65519, 65520, -1e6, 0, -0];
+  x.data.set(special);
+  return {
+    name: `convert f32 [${rows}, ${width}] to f16 at row ${at}`,
+    tol: 0,
+    wholeBytes: (rows + at) * width * 4,
+    run: (b) => {
+      const y = b.allocate([rows + at, width], 'f16', 'other');
+      b.write(y, new Uint16Array((rows + at) * width).fill(0x3c00));
+      k(b)('convert', 'f16')(upload(b, x), y, at * width);
       return [y];
     },
   };
@@ -169,7 +189,9 @@ function softmaxCase(R: number, N: number): Case {
   const x = f32([R, N], 4);
   return {
     name: `softmax [${R}, ${N}]`,
-    tol: 1e-6,
+    // The row sum's rounding grows with the row's length (the GPU sums in a tree, the CPU in order):
+    // a 32000-wide row was measured 1.2e-6 off at a largest probability near 0.2.
+    tol: 1e-6 * Math.max(1, Math.sqrt(N / 2000)),
     wholeBytes: N * 4,
     run: (b) => {
       const y = out(b, [R, N]);
@@ -184,6 +206,23 @@ function argmaxCase(R: number, N: number): Case {
   const x: HostTensor = { data: Float32Array.from({ length: R * N }, () => Math.floor(rng.uniform() * 8)), shape: [R, N], dtype: 'f32' };
   return {
     name: `argmax [${R}, ${N}] with ties`,
+    tol: 0,
+    wholeBytes: N * 4,
+    run: (b) => {
+      const y = out(b, [R], 'i32');
+      k(b)('argmax')(upload(b, x), y);
+      return [y];
+    },
+  };
+}
+
+/** Rows with a NaN somewhere (first, last, middle) give -1; the other rows their argmax. */
+function argmaxNaNCase(R: number, N: number): Case {
+  const data = Float32Array.from({ length: R * N }, () => rng.normal());
+  for (let r = 0; r < R; r += 2) data[r * N + [0, N - 1, Math.floor(rng.uniform() * N)][(r / 2) % 3]] = NaN;
+  const x: HostTensor = { data, shape: [R, N], dtype: 'f32' };
+  return {
+    name: `argmax [${R}, ${N}] with NaN rows`,
     tol: 0,
     wholeBytes: N * 4,
     run: (b) => {
@@ -214,6 +253,9 @@ const CASES: Case[] = [
     linearCase(1, 64, 65, dt, false),
     linearCase(3, 63, 257, dt, true),
     linearCase(9, 65, 64, dt, false),
+    // 2-16 rows: the small-row tiles on a GPU (a K that is not a multiple of the 64-k chunk, N not of 8).
+    linearCase(16, 130, 77, dt, true),
+    linearCase(5, 200, 9, dt, false),
     linearCase(33, 63, 65, dt, true),
     embeddingCase(300, 65, 5, dt),
     embeddingCase(65, 64, 1, dt),
@@ -233,6 +275,19 @@ const CASES: Case[] = [
   attentionCase(70, 2, 1, 32, 0),
   attentionCase(6, 4, 2, 16, 70, 9),
   attentionCase(2, 2, 2, 130, 64),
+  attentionCase(1, 4, 2, 4, 0, undefined, 'f16'),
+  attentionCase(1, 3, 1, 64, 130, undefined, 'f16'),
+  attentionCase(5, 4, 4, 66, 3, undefined, 'f16'),
+  attentionCase(70, 2, 1, 32, 0, undefined, 'f16'),
+  attentionCase(6, 4, 2, 18, 70, 9, 'f16'),
+  // LCKV's masked diagonal: the first row attends to nothing (zeros), the others to earlier positions.
+  attentionCase(1, 4, 2, 4, 0, undefined, 'f32', true),
+  attentionCase(1, 3, 1, 64, 130, undefined, 'f32', true),
+  attentionCase(70, 2, 1, 32, 0, undefined, 'f32', true),
+  attentionCase(6, 4, 2, 16, 70, 9, 'f32', true),
+  attentionCase(5, 4, 4, 65, 3, 1, 'f16', true),
+  attentionCase(70, 2, 1, 32, 0, undefined, 'f16', true),
+  convertCase(37, 6, 5),
   elementwiseCase('add', [1], 'none'),
   elementwiseCase('add', [65, 63], 'a'),
   elementwiseCase('add', [257, 64], 'b'),
@@ -246,6 +301,8 @@ const CASES: Case[] = [
   argmaxCase(4, 63),
   argmaxCase(3, 65),
   argmaxCase(2, 32000),
+  argmaxNaNCase(7, 129),
+  argmaxNaNCase(3, 32000),
   copyViewCase(3, 64, 2),
   copyViewCase(20, 65, 7),
 ];

@@ -52,12 +52,28 @@ export async function createBackend(choice: BackendChoice | Backend = 'cpu', web
 
 const threadsOf = (b: WasmBackend) => `${b.threads} thread${b.threads === 1 ? '' : 's'}`;
 
-/** The fastest CPU backend this platform runs: wasm, else (no shared memory for threads) the TypeScript one. */
-async function onTheCpu(why: string, wasm: WasmBackendOptions): Promise<CreatedBackend> {
+/**
+ * The fastest CPU backend this platform runs: wasm on threads; else wasm on the calling thread alone
+ * (no shared memory or workers, e.g. a page that is not cross-origin isolated); else the TypeScript one.
+ */
+async function onTheCpu(why: string, wasm: WasmBackendOptions, create = WasmBackend.create): Promise<CreatedBackend> {
+  let threaded: Error;
   try {
-    const backend = await WasmBackend.create(wasm);
+    const backend = await create(wasm);
     return { backend, description: `wasm (${threadsOf(backend)}; ${why})` };
   } catch (e) {
-    return { backend: new CpuBackend(), description: `cpu (${why}; the wasm backend is unavailable: ${(e as Error).message})` };
+    threaded = e as Error;
   }
+  if (wasm.threads !== 1) {
+    try {
+      const backend = await create({ ...wasm, threads: 1 });
+      return { backend, description: `wasm (1 thread: threads failed to start: ${threaded.message}; ${why})` };
+    } catch {
+      // The single-thread error says no more than the threaded one.
+    }
+  }
+  return { backend: new CpuBackend(), description: `cpu (${why}; the wasm backend is unavailable: ${threaded.message})` };
 }
+
+/** For tests: the CPU fallback chain with a stand-in for WasmBackend.create. */
+export const onTheCpuForTests = onTheCpu;

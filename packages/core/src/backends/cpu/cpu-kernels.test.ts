@@ -89,13 +89,53 @@ describe(`CPU kernels against f64 references (seed ${rng.seed})`, () => {
     expect(maxAbsDiff(arr(t), ref)).toBeLessThan(1e-4);
   });
 
+  it('attention with a masked diagonal (LCKV no_diag): earlier positions only, zeros for a row with none', () => {
+    const [nH, nKV, hd] = [4, 2, 6];
+    const w = nKV * hd;
+    const scale = 1 / Math.sqrt(hd);
+    for (const [past, T, window] of [
+      [0, 5, undefined],
+      [7, 3, undefined],
+      [7, 4, 3],
+      [3, 1, 1],
+    ] as const) {
+      // The cache need only hold the rows before the last query: its own row may be missing.
+      const S = past + T - 1;
+      const keys = randn(S * w, rng.normal);
+      const values = randn(S * w, rng.normal);
+      const q = randn(T * nH * hd, rng.normal);
+      const cache = new DenseKVCache({ backend: cpu, nLayers: 1, nKVHeads: nKV, headDim: hd, capacity: 16, dtype: 'f32' });
+      if (S > 0) cache.write(0, f32(keys, [S, w]), f32(values, [S, w]));
+      const y = out([T, nH * hd]);
+      k('attention', 'dense')(f32(q, [T, nH * hd]), cache.layer(0), { nHeads: nH, nKVHeads: nKV, headDim: hd, scale, startPos: past, window, noDiagonal: true }, y);
+      const ref = new Float64Array(T * nH * hd);
+      for (let t = 0; t < T; t++)
+        for (let h = 0; h < nH; h++) {
+          const g = Math.floor(h / (nH / nKV));
+          const vis = [...Array(S).keys()].filter((j) => j < past + t && (window === undefined || j > past + t - window));
+          if (vis.length === 0) continue; // nothing to attend to: zeros
+          const s = vis.map((j) => {
+            let d = 0;
+            for (let i = 0; i < hd; i++) d += q[(t * nH + h) * hd + i] * keys[j * w + g * hd + i];
+            return d * scale;
+          });
+          const m = Math.max(...s);
+          const e = s.map((v) => Math.exp(v - m));
+          const z = e.reduce((a, b) => a + b, 0);
+          for (let i = 0; i < hd; i++) ref[(t * nH + h) * hd + i] = e.reduce((acc, p, n) => acc + (p / z) * values[vis[n] * w + g * hd + i], 0);
+        }
+      expect(maxAbsDiff(arr(y), ref)).toBeLessThan(1e-5);
+      if (past === 0) expect(Array.from(arr(y).subarray(0, nH * hd)).every((v) => v === 0)).toBe(true);
+    }
+  });
+
   it('attention: causal GQA over a cache with earlier tokens, with and without a sliding window', () => {
     const [nH, nKV, hd, past, T] = [6, 2, 8, 5, 4];
     const S = past + T;
     const keys = randn(S * nKV * hd, rng.normal);
     const values = randn(S * nKV * hd, rng.normal);
     const q = randn(T * nH * hd, rng.normal);
-    const cache = new DenseKVCache({ backend: cpu, nLayers: 1, nKVHeads: nKV, headDim: hd, capacity: 16 });
+    const cache = new DenseKVCache({ backend: cpu, nLayers: 1, nKVHeads: nKV, headDim: hd, capacity: 16, dtype: 'f32' });
     const w = nKV * hd;
     cache.write(0, f32(keys.slice(0, past * w), [past, w]), f32(values.slice(0, past * w), [past, w]));
     cache.commit(past);
@@ -145,6 +185,14 @@ describe(`CPU kernels against f64 references (seed ${rng.seed})`, () => {
     for (let r = 0; r < 3; r++) {
       const row = Array.from(a.subarray(r * 17, (r + 1) * 17));
       expect((idx.handle as Int32Array)[r]).toBe(row.indexOf(Math.max(...row)));
+    }
+    // A NaN anywhere in a row (first, middle, last) marks the row -1.
+    for (const at of [0, 8, 16]) {
+      const x = a.slice(0, 17);
+      x[at] = NaN;
+      const one = cpu.allocate([1], 'i32', 'other');
+      k('argmax')(f32(x, [1, 17]), one);
+      expect((one.handle as Int32Array)[0]).toBe(-1);
     }
   });
 });

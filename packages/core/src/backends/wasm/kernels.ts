@@ -3,12 +3,8 @@ import type { AttentionParams } from '../../backend/kernel-signatures.js';
 import type { KVCacheLayer } from '../../kv-cache/kv-cache.js';
 import { registerDType } from '../../tensor/dtype.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { argmax } from '../cpu/kernels/argmax.js';
 import { embedding } from '../cpu/kernels/embedding.js';
-import { embeddingQuantized } from '../cpu/kernels/embedding-quantized.js';
-import { rope } from '../cpu/kernels/rope.js';
-import { softmax } from '../cpu/kernels/softmax.js';
-import { embeddingRepacked } from './repacked-rows.js';
+import { LINEAR_GROUPED_INT_OP, type GroupedIntWeights } from '../../model/grouped-int-linear.js';
 import type { WasmBackend, WasmLinearDType } from './wasm-backend.js';
 
 const be = (t: Tensor) => t.backend as WasmBackend;
@@ -16,10 +12,9 @@ const be = (t: Tensor) => t.backend as WasmBackend;
 let registered = false;
 
 /**
- * Registers the wasm backend's kernels once. Linear (f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k),
- * attention, rmsNorm, add and swiglu run in WebAssembly; embedding, rope, softmax and argmax are
- * the reference TypeScript kernels, which work unchanged on the typed-array views into wasm memory
- * (they touch one row per token, or the logits once per step).
+ * Registers the wasm backend's kernels once. Every op runs in WebAssembly except the f32 / f16 /
+ * bf16 embedding lookup, the reference kernel's row copy (or conversion) on the typed-array views
+ * into wasm memory.
  */
 export function registerWasmKernels(): void {
   if (registered) return;
@@ -35,16 +30,18 @@ export function registerWasmKernels(): void {
   for (const dtype of ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q4_k', 'q6_k'] as WasmLinearDType[]) {
     r.register('wasm', 'linear', (x: Tensor, w: Tensor, b: Tensor | null, out: Tensor) => be(out).linear(dtype, x, w, b, out), { variant: dtype });
   }
+  // Grouped int weights (GPTQ, AWQ): GroupedIntLinear looks this kernel up by op name.
+  r.register('wasm', LINEAR_GROUPED_INT_OP, (x: Tensor, w: GroupedIntWeights, b: Tensor | null, out: Tensor) => be(out).linearGroupedInt(x, w, b, out));
   r.register('wasm', 'attention', (q: Tensor, cache: KVCacheLayer, p: AttentionParams, out: Tensor) => be(out).attention(q, cache, p, out), { variant: 'dense' });
+  r.register('wasm', 'convert', (src: Tensor, dst: Tensor, at: number) => be(dst).convertF16(src, dst, at), { variant: 'f16' });
   r.register('wasm', 'rmsNorm', (x: Tensor, w: Tensor, eps: number, out: Tensor) => be(out).rmsNorm(x, w, eps, out));
   r.register('wasm', 'add', (a: Tensor, b: Tensor, out: Tensor) => be(out).add(a, b, out));
   r.register('wasm', 'swiglu', (g: Tensor, u: Tensor, out: Tensor) => be(out).swiglu(g, u, out));
 
   for (const dtype of ['f32', 'f16', 'bf16']) r.register('wasm', 'embedding', embedding, { variant: dtype });
-  for (const dtype of ['q8_0', 'q4_0']) r.register('wasm', 'embedding', embeddingRepacked, { variant: dtype });
-  // Kept in llama.cpp's layout on this backend (not repacked): the CPU backend's kernel reads them.
-  for (const dtype of ['q4_1', 'q4_k', 'q6_k']) r.register('wasm', 'embedding', embeddingQuantized, { variant: dtype });
-  r.register('wasm', 'rope', rope);
-  r.register('wasm', 'softmax', softmax);
-  r.register('wasm', 'argmax', argmax);
+  // q8_0 / q4_0 tables are repacked on this backend, the others kept in llama.cpp's layout.
+  for (const dtype of ['q8_0', 'q4_0', 'q4_1', 'q4_k', 'q6_k']) r.register('wasm', 'embedding', (t: Tensor, ids: Int32Array, out: Tensor) => be(out).embedding(t, ids, out), { variant: dtype });
+  r.register('wasm', 'rope', (x: Tensor, nHeads: number, positions: Int32Array, invFreq: Float32Array) => be(x).rope(x, nHeads, positions, invFreq));
+  r.register('wasm', 'softmax', (x: Tensor, out: Tensor) => be(out).softmax(x, out));
+  r.register('wasm', 'argmax', (x: Tensor, out: Tensor) => be(x).argmax(x, out));
 }

@@ -97,7 +97,7 @@ for (const threads of [1, 2]) {
     afterAll(() => wasm.close());
 
     for (const format of FORMATS) {
-      it.each([1, 2, 5])(`linear ${format} on %i rows, with and without bias (activations quantized to 8 bits per block)`, (T) => {
+      it.each([1, 2, 3, 4, 5, 9])(`linear ${format} on %i rows, with and without bias (activations quantized to 8 bits per block)`, (T) => {
         for (const [inF, outF] of SHAPES[format]) {
           const x = randn(T * inF, rng.normal);
           const bytes = randomWeights(format, outF, inF, rng, 0.3);

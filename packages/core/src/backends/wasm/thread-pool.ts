@@ -1,4 +1,6 @@
 import type { WasmMemory, WasmModule } from './wasm-api.js';
+import { threads as platform } from '../../platform/threads.js';
+import type { WorkerHandle } from '../../platform/types.js';
 
 /**
  * Threads for the wasm kernels: N − 1 workers plus the calling thread, each with its own instance
@@ -32,13 +34,19 @@ const SPIN = 20000;
 /** Row chunks per thread per call: enough to even out a late or slow thread. */
 const CHUNKS_PER_THREAD = 8;
 
-// The worker's whole program. It runs as a Node worker (eval, CommonJS) or a browser Web Worker.
+// The worker's program, `start(data, post)`; the platform adds the lines that call it (a Node worker
+// or a browser Web Worker).
 const WORKER_SOURCE = `
 'use strict';
 function start(data, post) {
-  const { module, memory, control, index, ops } = data;
+  const { module, memory, control, index, ops, extensions } = data;
   const exp = new WebAssembly.Instance(module, { env: { memory } }).exports;
   const fns = ops.map((name) => exp[name]);
+  // Extension modules' ops follow the kernels module's, in order.
+  for (const x of extensions) {
+    const e = new WebAssembly.Instance(x.module, { env: { memory } }).exports;
+    for (const name of x.ops) fns.push(e[name]);
+  }
   const c = new Int32Array(memory.buffer, control, 16);
   const a = new Float64Array(memory.buffer, control + 64, ${MAX_ARGS});
   const args = [];
@@ -69,17 +77,7 @@ function start(data, post) {
     if (Atomics.load(c, ${CALLER_WAITING})) Atomics.notify(c, ${DONE});
   }
 }
-if (typeof require === 'function' && typeof self === 'undefined') {
-  const { parentPort, workerData } = require('node:worker_threads');
-  start(workerData, (m) => parentPort.postMessage(m));
-} else {
-  self.onmessage = (e) => start(e.data, (m) => self.postMessage(m));
-}
 `;
-
-interface WorkerHandle {
-  terminate(): unknown;
-}
 
 export interface PoolInit {
   module: WasmModule;
@@ -90,40 +88,11 @@ export interface PoolInit {
   ops: readonly string[];
   /** Total threads including the caller's. */
   threads: number;
-}
-
-const isNode = typeof process !== 'undefined' && !!process.versions?.node;
-// Browsers forbid Atomics.wait on the page's main thread; Node allows it everywhere.
-const canBlock = isNode;
-
-async function spawn(data: Record<string, unknown>): Promise<WorkerHandle> {
-  if (isNode) {
-    const { Worker } = await import('node:worker_threads');
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: data });
-    await new Promise<void>((resolve, reject) => {
-      w.once('message', () => resolve());
-      w.once('error', reject);
-      w.once('exit', (code) => reject(new Error(`a wasm worker exited (code ${code}) before it started`)));
-    });
-    w.removeAllListeners('exit');
-    w.removeAllListeners('error');
-    // Workers never keep the process alive; dispose() still ends them explicitly.
-    w.unref();
-    return w;
-  }
-  // Browsers (a cross-origin isolated page, for SharedArrayBuffer).
-  const g = globalThis as unknown as {
-    Worker: new (url: string) => WorkerHandle & { onmessage: (() => void) | null; onerror: ((e: { message: string }) => void) | null; postMessage(d: unknown): void };
-  };
-  const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: 'text/javascript' }));
-  const w = new g.Worker(url);
-  await new Promise<void>((resolve, reject) => {
-    w.onmessage = () => resolve();
-    w.onerror = (e) => reject(new Error(`a wasm worker failed to start: ${e.message}`));
-    w.postMessage(data);
-  });
-  URL.revokeObjectURL(url);
-  return w;
+  /**
+   * More modules over the same memory (WasmBackend.loadKernels), instantiated in every worker:
+   * their ops are numbered after `ops`, in order.
+   */
+  extensions?: readonly { module: WasmModule; ops: readonly string[] }[];
 }
 
 export class ThreadPool {
@@ -147,7 +116,7 @@ export class ThreadPool {
     const workers: WorkerHandle[] = [];
     try {
       for (let i = 1; i < init.threads; i++) {
-        workers.push(await spawn({ module: init.module, memory: init.memory, control: init.control, index: i, ops: init.ops }));
+        workers.push(await platform.spawnWorker(WORKER_SOURCE, { module: init.module, memory: init.memory, control: init.control, index: i, ops: init.ops, extensions: init.extensions ?? [] }));
       }
     } catch (e) {
       for (const w of workers) await w.terminate();
@@ -212,7 +181,7 @@ export class ThreadPool {
   private waitDone(workers: number): void {
     const c = this.c;
     for (let spins = 0; Atomics.load(c, DONE) < workers; spins++) {
-      if (spins < SPIN || !canBlock) continue;
+      if (spins < SPIN || !platform.canBlock) continue;
       Atomics.store(c, CALLER_WAITING, 1);
       const done = Atomics.load(c, DONE);
       if (done < workers) Atomics.wait(c, DONE, done, 1);
@@ -235,19 +204,10 @@ export class ThreadPool {
  * Physical cores where the platform says (Linux: distinct core ids in sysfs), else the logical
  * count. SMT siblings share one core's vector units, so kernels bound by them gain little.
  */
-export async function physicalCores(): Promise<number> {
-  if (!isNode) return Math.max(1, (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1);
-  const os = await import('node:os');
-  const logical = os.availableParallelism();
-  try {
-    const fs = await import('node:fs');
-    const cores = new Set<string>();
-    for (const cpu of fs.readdirSync('/sys/devices/system/cpu').filter((d) => /^cpu\d+$/.test(d))) {
-      const dir = `/sys/devices/system/cpu/${cpu}/topology`;
-      cores.add(`${fs.readFileSync(`${dir}/physical_package_id`, 'utf8').trim()}:${fs.readFileSync(`${dir}/core_id`, 'utf8').trim()}`);
-    }
-    return cores.size > 0 ? Math.min(cores.size, logical) : logical;
-  } catch {
-    return logical;
-  }
-}
+export const physicalCores = (): Promise<number> => platform.physicalCores();
+
+/**
+ * The wasm backend's threads when none are asked for: the physical cores; in a browser page that is
+ * not cross-origin isolated (no SharedArrayBuffer), 1, with a one-time message saying how to get more.
+ */
+export const defaultThreads = (): Promise<number> => platform.defaultThreads();

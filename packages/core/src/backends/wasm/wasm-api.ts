@@ -13,6 +13,10 @@ export type WasmModule = object & { readonly __wasmModule?: never };
 
 interface WebAssemblyApi {
   compile(bytes: Uint8Array): Promise<WasmModule>;
+  Module: {
+    imports(module: WasmModule): { module: string; name: string; kind: string }[];
+    exports(module: WasmModule): { name: string; kind: string }[];
+  };
   Memory: new (desc: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
   Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
 }

@@ -1,7 +1,8 @@
 /**
  * Every wasm kernel against the TypeScript reference kernel of the CPU backend, on fresh random
  * inputs with odd sizes (not multiples of the SIMD width, the 4-block unroll or the thread split),
- * on 1, 2 and 5 rows, with 1 and 2 threads.
+ * on 1, 2 and 5 rows (the block-quantized linears on 1 to 9: tiles of four rows and remainders),
+ * with 1 and 2 threads, on the SIMD128 module and, where the runtime runs it, the relaxed-SIMD one.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../backend/backend.js';
@@ -13,6 +14,7 @@ import { f32ToBf16, f32ToF16 } from '../../tensor/half.js';
 import { freshRng, randn } from '../../testing/random.js';
 import { CpuBackend } from '../cpu/cpu-backend.js';
 import { activationRoundingBound, expectWithin, f32, kernel, out, raw, values } from './kernel-test-helpers.js';
+import { relaxedModule, type WasmSimd } from './kernel-modules.js';
 import { WasmBackend } from './wasm-backend.js';
 
 const rng = freshRng();
@@ -35,11 +37,26 @@ const QUANT_SHAPES: [number, number][] = [
   [320, 8],
 ];
 
-for (const threads of [1, 2]) {
-  describe(`wasm kernels, ${threads} thread(s), against the TypeScript reference (seed ${rng.seed})`, () => {
+const relaxed = await relaxedModule();
+const MODULES: WasmSimd[] = typeof relaxed === 'string' ? ['simd128'] : ['simd128', 'relaxed-simd'];
+if (typeof relaxed === 'string') console.log(`wasm kernel tests: SIMD128 module only (${relaxed})`);
+
+describe('kernel module choice', () => {
+  it(`'auto' runs ${MODULES.at(-1)} here; 'simd128' can always be asked for`, async () => {
+    for (const [choice, expected] of [['auto', MODULES.at(-1)], ['simd128', 'simd128']] as const) {
+      const b = await WasmBackend.create({ threads: 1, simd: choice });
+      expect(b.simd).toBe(expected);
+      await b.close();
+    }
+    if (MODULES.length === 1) await expect(WasmBackend.create({ threads: 1, simd: 'relaxed-simd' })).rejects.toThrow(/relaxed-simd' is not available/);
+  });
+});
+
+for (const [threads, simd] of MODULES.flatMap((m) => [1, 2].map((t) => [t, m] as const))) {
+  describe(`wasm kernels (${simd}), ${threads} thread(s), against the TypeScript reference (seed ${rng.seed})`, () => {
     let wasm: WasmBackend;
     beforeAll(async () => {
-      wasm = await WasmBackend.create({ threads, minParallelWork: 0 });
+      wasm = await WasmBackend.create({ threads, minParallelWork: 0, simd, relaxedQ8: true });
     });
     afterAll(() => wasm.close());
 
@@ -73,7 +90,7 @@ for (const threads of [1, 2]) {
     }
 
     for (const dtype of ['q8_0', 'q4_0'] as const) {
-      it.each([1, 2, 5])(`linear ${dtype} on %i rows (activations quantized to 8 bits per block)`, (T) => {
+      it.each([1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16])(`linear ${dtype} on %i rows (activations quantized to 8 bits per block)`, (T) => {
         for (const [inF, outF] of QUANT_SHAPES) {
           const x = randn(T * inF, rng.normal);
           // Some blocks tiny (their f16 scales subnormal) and some zero: rows with such scales take the
@@ -98,6 +115,21 @@ for (const threads of [1, 2]) {
         }
       });
     }
+
+    it.each([1, 4, 6])('linear q8_0 with quants of −128 (the relaxed kernel cannot negate them) on %i rows', (T) => {
+      const [inF, outF] = [96, 7];
+      const x = randn(T * inF, rng.normal);
+      const bytes = quantizeQ8_0(randn(outF * inF, rng.normal, 0.3));
+      // llama.cpp's quantizer writes [-127, 127]; other tools may write −128.
+      for (let blk = 0; blk < bytes.length / 34; blk += 2) bytes[blk * 34 + 2 + (blk % 32)] = 0x80;
+      const w = dequantizeQ8_0(bytes);
+      const run = (be: Backend) => {
+        const y = out(be, [T, outF]);
+        kernel(be)('linear', 'q8_0')(f32(be, x, [T, inF]), raw(be, bytes, [outF, inF], 'q8_0'), null, y);
+        return values(y);
+      };
+      expectWithin(run(wasm), run(cpu), activationRoundingBound(x, w, inF, outF));
+    });
 
     for (const dtype of ['q8_0', 'q4_0'] as const) {
       const quantize = dtype === 'q8_0' ? quantizeQ8_0 : quantizeQ4_0;
@@ -177,6 +209,60 @@ for (const threads of [1, 2]) {
           const ref = run(cpu);
           expectWithin(run(wasm), ref, (i) => 4e-6 * Math.max(1, Math.abs(ref[i])));
         }
+      }
+    });
+
+    it.each([1, 3, 6])('rope on %i rows (odd head sizes and positions far from 0)', (T) => {
+      for (const [nHeads, headDim] of [[3, 10], [2, 64], [5, 18]]) {
+        const x = randn(T * nHeads * headDim, rng.normal, 2);
+        const positions = Int32Array.from({ length: T }, (_, t) => (t * 977 + 13) % 5000);
+        const invFreq = Float32Array.from({ length: headDim / 2 }, (_, i) => Math.pow(10000, (-2 * i) / headDim));
+        const run = (be: Backend) => {
+          const t = f32(be, x, [T, nHeads * headDim]);
+          kernel(be)('rope')(t, nHeads, positions, invFreq);
+          return values(t);
+        };
+        // f32 products and sums where the reference rounds once from f64: a few ulps of |a| + |b|.
+        const half = headDim / 2;
+        const pairMag = (i: number) => {
+          const j = i % headDim, base = i - j, k = j % half;
+          return Math.abs(x[base + k]) + Math.abs(x[base + k + half]);
+        };
+        expectWithin(run(wasm), run(cpu), (i) => 4e-7 * pairMag(i) + 1e-9);
+      }
+    });
+
+    it.each([1, 4])('softmax and argmax on %i rows of odd width (ties take the first index)', (T) => {
+      for (const n of [1, 7, 37, 32001]) {
+        const x = randn(T * n, rng.normal, 4);
+        // A tie for the largest value in every row: argmax must return the first of the two.
+        for (let t = 0; t < T; t++) {
+          let m = 0;
+          for (let i = 1; i < n; i++) if (x[t * n + i] > x[t * n + m]) m = i;
+          if (n > 2) x[t * n + ((m + 1 + t) % n)] = x[t * n + m];
+        }
+        const run = (be: Backend) => {
+          const probs = out(be, [T, n]);
+          kernel(be)('softmax')(f32(be, x, [T, n]), probs);
+          const ids = be.allocate([T], 'i32', 'other');
+          kernel(be)('argmax')(f32(be, x, [T, n]), ids);
+          return { probs: values(probs), ids: values(ids) };
+        };
+        const ref = run(cpu), got = run(wasm);
+        expect(got.ids).toEqual(ref.ids);
+        // A row holding a NaN: argmax marks it with −1 (the kernel contract), at any position.
+        if (n > 1) {
+          const bad = x.slice();
+          bad[(T - 1) * n + (n * 7) % n + ((T * 13) % n)] = Number.NaN;
+          const ids = (be: Backend) => {
+            const o = be.allocate([T], 'i32', 'other');
+            kernel(be)('argmax')(f32(be, bad, [T, n]), o);
+            return values(o);
+          };
+          expect(ids(wasm)).toEqual(ids(cpu));
+          expect(ids(wasm)[T - 1]).toBe(-1);
+        }
+        expectWithin(got.probs, ref.probs, (i) => 2e-6 * ref.probs[i] + 1e-9);
       }
     });
 

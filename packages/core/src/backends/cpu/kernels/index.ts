@@ -2,6 +2,7 @@ import { globalKernels } from '../../../backend/kernel-registry.js';
 import { add } from './add.js';
 import { argmax } from './argmax.js';
 import { attentionDense } from './attention.js';
+import { convertF16 } from './convert.js';
 import { embedding } from './embedding.js';
 import { embeddingQuantized } from './embedding-quantized.js';
 import { linearBF16, linearF16, linearF32 } from './linear.js';
@@ -34,6 +35,7 @@ export function registerCpuKernels(): void {
   r.register('cpu', 'linear', linearQ6_K, { variant: 'q6_k' });
   for (const dtype of ['q8_0', 'q4_0', 'q4_1', 'q4_k', 'q6_k']) r.register('cpu', 'embedding', embeddingQuantized, { variant: dtype });
   r.register('cpu', 'attention', attentionDense, { variant: 'dense' });
+  r.register('cpu', 'convert', convertF16, { variant: 'f16' });
   r.register('cpu', 'rmsNorm', rmsNorm);
   r.register('cpu', 'rope', rope);
   r.register('cpu', 'swiglu', swiglu);

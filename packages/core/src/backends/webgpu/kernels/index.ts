@@ -1,6 +1,7 @@
 import { globalKernels } from '../../../backend/kernel-registry.js';
 import { argmax } from './argmax.js';
 import { attentionDense } from './attention.js';
+import { convertF16 } from './convert.js';
 import { add, swiglu } from './elementwise.js';
 import { embedding } from './embedding.js';
 import { linear } from './linear.js';
@@ -20,6 +21,7 @@ export function registerWebGpuKernels(): void {
     r.register('webgpu', 'linear', linear, { variant: dtype });
   }
   r.register('webgpu', 'attention', attentionDense, { variant: 'dense' });
+  r.register('webgpu', 'convert', convertF16, { variant: 'f16' });
   r.register('webgpu', 'rmsNorm', rmsNorm);
   r.register('webgpu', 'rope', rope);
   r.register('webgpu', 'swiglu', swiglu);
