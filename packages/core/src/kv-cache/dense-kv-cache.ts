@@ -1,6 +1,6 @@
 import type { Backend } from '../backend/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { KVCacheLayer, KVCacheSpec } from './kv-cache.js';
+import type { KVCache, KVCacheLayer, KVCacheSpec, KVDType } from './kv-cache.js';
 import { LayeredKVCache } from './layered-kv-cache.js';
 
 class DenseLayer implements KVCacheLayer {
@@ -13,23 +13,27 @@ class DenseLayer implements KVCacheLayer {
 }
 
 /**
- * The reference cache: f32 keys and values, [capacity, nKVHeads * headDim] per layer, allocated
- * once up front so memory does not grow while generating.
+ * The reference cache: keys and values [capacity, nKVHeads * headDim] per layer in f16 (default:
+ * what llama.cpp and transformers keep; rounded to nearest even as they are written) or f32,
+ * allocated once up front so memory does not grow while generating.
  */
 export class DenseKVCache extends LayeredKVCache<DenseLayer> {
   readonly kind = 'dense';
   private readonly width: number;
+  readonly dtype: KVDType;
   private readonly backend: Backend;
+  private readonly store: (src: Tensor, dst: Tensor, offset: number) => void;
 
   constructor(spec: KVCacheSpec) {
     super(spec);
-    this.backend = spec.backend;
     this.width = spec.nKVHeads * spec.headDim;
+    this.dtype = spec.dtype ?? 'f16';
+    if (this.dtype !== 'f16' && this.dtype !== 'f32') throw new Error(`KV cache dtype must be 'f16' or 'f32', got '${String(this.dtype)}'`);
+    const b = spec.backend;
+    this.backend = b;
+    this.store = this.dtype === 'f32' ? (src, dst, offset) => b.copy(src, dst, offset) : b.kernels.get(b.name, 'convert', this.dtype);
     const shape = [spec.capacity, this.width];
-    this.layers = Array.from(
-      { length: spec.nLayers },
-      () => new DenseLayer(spec.backend.allocate(shape, 'f32', 'kv'), spec.backend.allocate(shape, 'f32', 'kv')),
-    );
+    this.layers = Array.from({ length: spec.nLayers }, () => new DenseLayer(b.allocate(shape, this.dtype, 'kv'), b.allocate(shape, this.dtype, 'kv')));
   }
 
   get bytes(): number {
@@ -41,9 +45,44 @@ export class DenseKVCache extends LayeredKVCache<DenseLayer> {
     const tokens = keys.size / this.width;
     this.checkRoom(tokens);
     const offset = this.committed * this.width;
-    this.backend.copy(keys, l.keys, offset);
-    this.backend.copy(values, l.values, offset);
+    this.store(keys, l.keys, offset);
+    this.store(values, l.values, offset);
     l.length = this.committed + tokens;
+  }
+
+  writeSlots(layer: number, slot: number, keys: Tensor, values: Tensor): void {
+    const l = this.layers[layer];
+    const tokens = keys.size / this.width;
+    if (!(Number.isSafeInteger(slot) && slot >= 0 && slot + tokens <= this.capacity)) {
+      throw new RangeError(`KV cache slots [${slot}, ${slot + tokens}) are outside its ${this.capacity} slots`);
+    }
+    this.store(keys, l.keys, slot * this.width);
+    this.store(values, l.values, slot * this.width);
+    l.length = Math.max(l.length, slot + tokens);
+  }
+
+  moveSlot(layer: number, from: number, to: number): void {
+    const l = this.layers[layer];
+    this.moveRow(this.backend, l.keys, from, to);
+    this.moveRow(this.backend, l.values, from, to);
+  }
+
+  copyPrefix(source: KVCache, tokens: number): boolean {
+    if (!(source instanceof DenseKVCache) || source === this || source.dtype !== this.dtype || source.width !== this.width || source.nLayers !== this.nLayers) return false;
+    if (!(Number.isSafeInteger(tokens) && tokens >= 0 && tokens <= source.length && tokens <= this.capacity)) {
+      throw new RangeError(`copyPrefix: ${tokens} tokens, but the source holds ${source.length} and this cache ${this.capacity}`);
+    }
+    const b = this.backend;
+    this.layers.forEach((l, i) => {
+      const from = source.layers[i];
+      if (tokens > 0) {
+        b.copy(b.view(from.keys, [tokens, this.width], 0), l.keys);
+        b.copy(b.view(from.values, [tokens, this.width], 0), l.values);
+      }
+      l.length = tokens;
+    });
+    this.committed = tokens;
+    return true;
   }
 
   dispose(): void {

@@ -1,3 +1,4 @@
+import type { Backend } from '../backend/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { KVCache, KVCacheLayer, KVCacheSpec } from './kv-cache.js';
 
@@ -36,6 +37,21 @@ export abstract class LayeredKVCache<L extends KVCacheLayer & { length: number }
     if (this.committed + tokens > this.capacity) {
       throw new RangeError(`KV cache is full: ${this.committed} + ${tokens} tokens exceed its size of ${this.capacity}; raise the cache size`);
     }
+  }
+
+  /**
+   * Copies row `from` of a [capacity, width] tensor over row `to`, through a one-row buffer (a GPU
+   * copy may not read and write one buffer). For `moveSlot`.
+   */
+  protected moveRow(backend: Backend, t: Tensor, from: number, to: number): void {
+    const [rows, width] = t.shape;
+    if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && from >= 0 && to >= 0 && from < rows && to < rows)) {
+      throw new RangeError(`KV cache slots ${from} and ${to} must both be below ${rows}`);
+    }
+    const row = backend.allocate([1, width], t.dtype, 'other');
+    backend.copy(backend.view(t, [1, width], from * width), row);
+    backend.copy(row, t, to * width);
+    row.dispose();
   }
 
   commit(tokens: number): void {

@@ -26,6 +26,16 @@ describe('parseConfig', () => {
     expect(() => parseConfig({ ...llama, rope_scaling: { rope_type: 'yarn', factor: 4 } })).toThrow(/rope_scaling type 'yarn' is not supported/);
     expect(() => parseConfig({ ...llama, hidden_act: 'gelu' })).toThrow(/hidden_act 'gelu'/);
   });
+
+  it('names the field and the value the user wrote', () => {
+    expect(() => parseConfig({ ...llama, hidden_size: 2050 })).toThrow(/hidden_size \(2050\) is not divisible by num_attention_heads \(32\), and no head_dim is given/);
+    expect(parseConfig({ ...llama, hidden_size: 2050, head_dim: 64 }).headDim).toBe(64);
+    expect(() => parseConfig({ ...llama, rope_scaling: 'garbage' })).toThrow(/'rope_scaling' must be null or an object .*got "garbage"/);
+    expect(() => parseConfig({ ...llama, rope_scaling: { factor: 2 } })).toThrow(/'rope_scaling' has no "rope_type"/);
+    expect(() => parseConfig({ ...llama, rope_scaling: { rope_type: 'linear', factor: 'x' } })).toThrow(/'rope_scaling.factor' must be a positive number, got "x"/);
+    // JSON.parse reads 1e400 as Infinity, which JSON.stringify would print as null.
+    expect(() => parseConfig(JSON.parse(JSON.stringify(llama).replace('}', ', "rms_norm_eps": 1e400}')))).toThrow(/'rms_norm_eps' must be a positive number, got a number too large to represent \(read as Infinity\)/);
+  });
 });
 
 describe('ropeInvFrequencies', () => {

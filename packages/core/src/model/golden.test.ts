@@ -13,7 +13,9 @@ const golden = JSON.parse(readFileSync(`${fixtures}golden/tiny-brown.json`, 'utf
 };
 const f32 = (b64: string) => new Float32Array(new Uint8Array(Buffer.from(b64, 'base64')).buffer);
 
-const pipeline = await createPipeline({ model: `${fixtures}models/tiny-brown`, cacheSize: 512 });
+// f32 keys and values for the strict comparison; the default f16 cache is checked on greedy tokens.
+const pipeline = await createPipeline({ model: `${fixtures}models/tiny-brown`, cacheSize: 512, kvDtype: 'f32' });
+const withF16Cache = await createPipeline({ model: `${fixtures}models/tiny-brown`, cacheSize: 512 });
 const V = pipeline.config.vocabSize;
 
 describe('the trained fixture against PyTorch', () => {
@@ -31,10 +33,12 @@ describe('the trained fixture against PyTorch', () => {
     }
   });
 
-  it('continues every prompt greedily with the same tokens', async () => {
-    for (const g of golden.greedy) {
-      const r = await pipeline.generate(golden.prompts[g.prompt_index].ids, { temperature: 0, maxTokens: g.ids.length, stopOnEos: false }).result;
-      expect(r.tokenIds).toEqual(g.ids);
+  it('continues every prompt greedily with the same tokens, with an f32 and with the default f16 KV cache', async () => {
+    for (const p of [pipeline, withF16Cache]) {
+      for (const g of golden.greedy) {
+        const r = await p.generate(golden.prompts[g.prompt_index].ids, { temperature: 0, maxTokens: g.ids.length, stopOnEos: false }).result;
+        expect(r.tokenIds).toEqual(g.ids);
+      }
     }
   });
 

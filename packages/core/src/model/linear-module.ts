@@ -12,6 +12,8 @@ export interface LinearModule {
   readonly outFeatures: number;
   /** Bytes of parameters held (weights, scales, zeros, bias). */
   readonly bytes: number;
+  /** The weight format, for reports (e.g. 'f16', 'q4_0', 'nf4'); a module may leave it out. */
+  readonly dtype?: string;
   /** out[T, outFeatures] = x[T, inFeatures] · Wᵀ + b */
   forward(x: Tensor, out: Tensor): void;
   dispose(): void;
@@ -35,6 +37,10 @@ export class DenseLinear implements LinearModule {
 
   get bytes(): number {
     return this.weight.byteLength + (this.bias?.byteLength ?? 0);
+  }
+
+  get dtype(): string {
+    return this.weight.dtype;
   }
 
   forward(x: Tensor, out: Tensor): void {

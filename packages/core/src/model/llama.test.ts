@@ -18,7 +18,8 @@ async function build(overrides: Record<string, unknown>, dtype: 'F32' | 'F16' | 
   const backend = new CpuBackend();
   const weights = await loadLlamaWeights(backend, hfWeightSource(dir), config);
   const model = new LlamaModel(config, backend, weights, maxChunk);
-  const cache = new DenseKVCache({ backend, nLayers: config.nLayers, nKVHeads: config.nKVHeads, headDim: config.headDim, capacity: 64 });
+  // f32 keys and values: the comparison with the f64 reference is strict.
+  const cache = new DenseKVCache({ backend, nLayers: config.nLayers, nKVHeads: config.nKVHeads, headDim: config.headDim, capacity: 64, dtype: 'f32' });
   return { tiny, config, model, cache, backend };
 }
 
@@ -57,6 +58,19 @@ describe('LlamaModel against an f64 reference forward', () => {
       expect(maxAbsDiff(step, full.subarray(t * 32000, (t + 1) * 32000))).toBeLessThan(1e-4);
     }
     expect(cache.length).toBe(IDS.length);
+  });
+
+  it("splits a forward at the cache's writeLimit, with the same logits", async () => {
+    const { model, cache } = await build({}, 'F32', 8);
+    const full = (await model.backend.read(model.forward(Int32Array.from(IDS), cache, { logits: 'all' }))) as Float32Array;
+    const written: number[] = [];
+    const limited = Object.assign(cache, { writeLimit: () => 5 - (cache.length % 5) });
+    const commit = cache.commit.bind(cache);
+    limited.commit = (n: number) => (written.push(n), commit(n));
+    limited.reset();
+    const again = (await model.backend.read(model.forward(Int32Array.from(IDS), limited, { logits: 'all' }))) as Float32Array;
+    expect(written).toEqual([5, 5, 2]);
+    expect(maxAbsDiff(again, full)).toBeLessThan(1e-5);
   });
 
   it('f16 and bf16 checkpoints load and match the reference on their rounded weights', async () => {

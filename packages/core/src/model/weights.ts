@@ -5,6 +5,7 @@ import type { OpName } from '../backend/kernel-registry.js';
 import { decodeHalfInto, f32ToBf16, f32ToF16 } from '../tensor/half.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { LlamaConfig } from './config.js';
+import { computesKV } from './kv-layer-map.js';
 import type { LinearModule } from './linear-module.js';
 
 /** Where weights come from: an HF directory, a GGUF file, or a test's in-memory map. */
@@ -64,8 +65,9 @@ export interface WeightLoadOptions {
 export interface LayerWeights {
   attnNorm: Tensor;
   q: Weight;
-  k: Weight;
-  v: Weight;
+  /** Null for a layer that computes no keys and values (a KV layer map reads another layer's). */
+  k: Weight | null;
+  v: Weight | null;
   o: Weight;
   qBias: Tensor | null;
   kBias: Tensor | null;
@@ -168,8 +170,9 @@ export async function loadLlamaWeights(backend: Backend, source: WeightSource, c
     };
     const attnNorm = await tensor(`${p}input_layernorm.weight`, 'norm', i, [c.hiddenSize]);
     const [qw, qBias] = await attn('q_proj', q);
-    const [kw, kBias] = await attn('k_proj', kv);
-    const [vw, vBias] = await attn('v_proj', kv);
+    const ownKV = !c.kvLayerMap || computesKV(c.kvLayerMap, i);
+    const [kw, kBias] = ownKV ? await attn('k_proj', kv) : [null, null];
+    const [vw, vBias] = ownKV ? await attn('v_proj', kv) : [null, null];
     layers.push({
       attnNorm,
       q: qw,

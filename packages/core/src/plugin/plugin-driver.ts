@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'eventemitter3';
 import type { PipelineEvents } from '../generate/events.js';
-import type { KVCache, KVCacheSpec } from '../kv-cache/kv-cache.js';
+import { QUANTIZED_ATTENTION, type KVCache, type KVCacheSpec } from '../kv-cache/kv-cache.js';
+import { parseConfig, type LlamaConfig } from '../model/config.js';
 import type { LlamaModel } from '../model/llama.js';
 import { isLinearModule, type Weight, type WeightInfo, type WeightLoader } from '../model/weights.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -43,6 +44,7 @@ export class PluginDriver {
       const kind = hook === 'attention' ? (p.attention?.kind ?? 'dense') : '';
       byKind.set(kind, [...(byKind.get(kind) ?? []), p]);
     }
+    if (hook === 'attention') byKind.set(QUANTIZED_ATTENTION, providers.filter((p) => p.attention?.readsQuantized));
     for (const group of byKind.values()) {
       for (let i = 1; i < group.length; i++) {
         const [inner, outer] = [group[i - 1], group[i]];
@@ -55,12 +57,25 @@ export class PluginDriver {
     }
   }
 
+  /** The model's config: the first plugin that reads it, else core's parseConfig. */
+  readConfig(raw: Record<string, unknown>, generationConfig: Record<string, unknown> | null): LlamaConfig {
+    const parse = (r: Record<string, unknown>) => parseConfig(r, generationConfig);
+    for (const p of this.plugins) {
+      const c = p.readConfig?.(raw, parse, generationConfig);
+      if (c) return c;
+    }
+    return parse(raw);
+  }
+
   async setup(ctx: PluginContext): Promise<void> {
     for (const p of this.plugins) {
       await p.setup?.(ctx);
       if (p.attention) {
         for (const [backend, kernel] of Object.entries(p.attention.kernels)) {
           if (kernel) ctx.kernels.register(backend, 'attention', kernel, { variant: p.attention.kind ?? 'dense', override: true });
+        }
+        for (const [backend, kernel] of Object.entries(p.attention.readsQuantized ?? {})) {
+          if (kernel) ctx.kernels.register(backend, 'attention', kernel, { variant: QUANTIZED_ATTENTION, override: true });
         }
       }
     }
