@@ -22,8 +22,9 @@ export interface RenderChatTemplateOptions {
 export class MissingChatTemplateError extends Error {
   constructor() {
     super(
-      'This model has no chat template (tokenizer_config.json has no "chat_template"). ' +
-        'Use generate() with a raw prompt string instead, or pass a chat template explicitly.',
+      'This model has no chat template (no "chat_template" in tokenizer_config.json, no chat_template.jinja, no tokenizer.chat_template in the GGUF). ' +
+        'Pass one: createPipeline({ chatTemplate }) or --chat-template <file|name> (built-in names: chatml, llama2, llama3, mistral, zephyr, gemma); ' +
+        'or use generate() with a raw prompt string.',
     );
     this.name = 'MissingChatTemplateError';
   }

@@ -133,7 +133,8 @@ function shortestF32(v: number): number {
 export function ggufConfig(file: GGUFFile): Record<string, unknown> {
   const where = file.source.name;
   const arch = file.get('general.architecture');
-  if (typeof arch !== 'string') throw new Error(`${where}: general.architecture is missing`);
+  if (arch === undefined) throw new Error(`${where}: general.architecture is missing`);
+  if (typeof arch !== 'string') throw new Error(`${where}: general.architecture must be a string such as 'llama', got ${typeof arch} ${String(arch)}`);
   const a = ARCHITECTURES[arch];
   if (!a) throw new Error(`${where}: GGUF architecture '${arch}' is not supported (lithe runs ${Object.keys(ARCHITECTURES).join(', ')})`);
   const num = (key: string, required = true): number | undefined => {
@@ -152,8 +153,18 @@ export function ggufConfig(file: GGUFFile): Record<string, unknown> {
   if (scaling === 'linear') ropeScaling = { type: 'linear', factor: num('rope.scaling.factor') };
   else if (scaling !== undefined && scaling !== 'none') throw new Error(`${where}: ${arch}.rope.scaling.type '${String(scaling)}' is not supported (supported: linear)`);
 
-  const hidden = num('embedding_length')!;
-  const heads = num('attention.head_count')!;
+  // Checked here so the message names the GGUF key, not the config.json field it becomes.
+  const count = (key: string, required = true): number | undefined => {
+    const v = num(key, required);
+    if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw new Error(`${where}: ${arch}.${key} must be a positive integer, got ${v}`);
+    return v;
+  };
+  const hidden = count('embedding_length')!;
+  const heads = count('attention.head_count')!;
+  for (const key of ['feed_forward_length', 'block_count', 'attention.head_count_kv', 'attention.key_length', 'context_length', 'vocab_size']) count(key, false);
+  if (hidden % heads !== 0 && file.metadata.get(`${arch}.attention.key_length`) === undefined && file.metadata.get(`${arch}.rope.dimension_count`) === undefined) {
+    throw new Error(`${where}: ${arch}.embedding_length (${hidden}) is not divisible by ${arch}.attention.head_count (${heads}), and no ${arch}.attention.key_length is given`);
+  }
   const tokens = file.get('tokenizer.ggml.tokens');
   const embd = file.tensors.get('token_embd.weight');
   const eos = new Set<number>();

@@ -91,6 +91,11 @@ export class GGUFWriter {
     this.kvs.set(key, { key, type, value, itemType });
     return this;
   }
+  /** Leaves a key out (e.g. to write a file that lacks it). */
+  delete(key: string): this {
+    this.kvs.delete(key);
+    return this;
+  }
   string(key: string, v: string): this { return this.set(key, GGUFValueType.STRING, v); }
   u32(key: string, v: number): this { return this.set(key, GGUFValueType.UINT32, v); }
   f32(key: string, v: number): this { return this.set(key, GGUFValueType.FLOAT32, v); }

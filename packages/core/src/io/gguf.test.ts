@@ -217,6 +217,12 @@ describe('tokenizer from GGUF metadata', () => {
     expect(tok.applyChatTemplate([{ role: 'user', content: 'hi' }])).toBe('<s>hi');
   });
 
+  it('keeps a string that starts with U+FEFF (a BOM token of a vocabulary) as it is', async () => {
+    const w = new GGUFWriter().array('tokenizer.ggml.tokens', GGUFValueType.STRING, ['\uFEFF', '\uFEFFa', 'b']);
+    const file = await parseGGUF(memoryByteSource('t.gguf', w.header().bytes));
+    expect(file.get('tokenizer.ggml.tokens')).toEqual(['\uFEFF', '\uFEFFa', 'b']);
+  });
+
   it('rejects an unknown tokenizer model', async () => {
     const w = new GGUFWriter().string('tokenizer.ggml.model', 'bert').array('tokenizer.ggml.tokens', GGUFValueType.STRING, ['a']);
     const file = await parseGGUF(memoryByteSource('t.gguf', w.header().bytes));

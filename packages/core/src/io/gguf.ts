@@ -125,7 +125,8 @@ export const GGUF_LIMITS = {
   maxDims: 4,
 };
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a string that starts with U+FEFF (a vocabulary's BOM token) keeps it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Buffered little-endian reads over a ByteSource, failing cleanly at the end of the file. */
 class Cursor {

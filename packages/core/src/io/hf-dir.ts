@@ -5,6 +5,7 @@
  */
 import type { ByteSource } from './byte-source.js';
 import { errorMessage } from './byte-source.js';
+import { jsonTooDeep, MAX_JSON_DEPTH } from './json-depth.js';
 import { parseSafetensors, type SafetensorsFile, type TensorInfo } from './safetensors.js';
 
 export interface ModelFiles {
@@ -28,7 +29,7 @@ export interface HFModelDir {
   generationConfig: Record<string, unknown> | null;
   /** tokenizer.json (optional). */
   tokenizerJson: Record<string, unknown> | null;
-  /** tokenizer_config.json (optional; the chat_template lives here). */
+  /** tokenizer_config.json (optional; the chat_template lives here, or in chat_template.jinja, which wins). */
   tokenizerConfig: Record<string, unknown> | null;
   weights: Map<string, WeightEntry>;
   /** Total bytes of all tensors. */
@@ -39,6 +40,7 @@ export interface HFModelDir {
 
 export const SINGLE_WEIGHTS = 'model.safetensors';
 export const WEIGHTS_INDEX = 'model.safetensors.index.json';
+export const CHAT_TEMPLATE_FILE = 'chat_template.jinja';
 
 /**
  * Reads the JSON files and every safetensors header (not the tensor data).
@@ -60,7 +62,11 @@ export async function loadHFDir(files: ModelFiles): Promise<HFModelDir> {
   const config = (await readJson(files, 'config.json'))!;
   const generationConfig = await readJson(files, 'generation_config.json', true);
   const tokenizerJson = await readJson(files, 'tokenizer.json', true);
-  const tokenizerConfig = await readJson(files, 'tokenizer_config.json', true);
+  let tokenizerConfig = await readJson(files, 'tokenizer_config.json', true);
+  // The current transformers layout keeps the template in its own file, which wins over the config's.
+  if (await files.has(CHAT_TEMPLATE_FILE)) {
+    tokenizerConfig = { ...(tokenizerConfig ?? {}), chat_template: await files.readText(CHAT_TEMPLATE_FILE) };
+  }
 
   const opened: SafetensorsFile[] = [];
   const closeAll = async () => {
@@ -193,6 +199,7 @@ async function readJson(
   if (optional && !(await files.has(name))) return null;
   const where = `${files.location}/${name}`;
   const text = await files.readText(name);
+  if (jsonTooDeep(text)) throw new Error(`${where}: invalid JSON: it nests deeper than ${MAX_JSON_DEPTH} levels; the file is corrupt`);
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -6,6 +6,7 @@
  * on demand. Browser-safe: no Node imports.
  */
 import type { ByteSource } from './byte-source.js';
+import { jsonTooDeep, MAX_JSON_DEPTH } from './json-depth.js';
 import { errorMessage } from './byte-source.js';
 import { byteSize, type DType } from '../tensor/dtype.js';
 import { formatShape, numel } from '../tensor/shape.js';
@@ -66,7 +67,7 @@ export async function parseSafetensors(source: ByteSource): Promise<SafetensorsF
   const dataStart = 8 + headerLength;
   const dataSize = source.size - dataStart;
 
-  const header = parseHeaderJson(await source.read(8, headerLength), fail);
+  const header = parseHeaderJson(await source.read(8, headerLength), fail, file);
 
   let metadata: Record<string, string> = {};
   const tensors = new Map<string, TensorInfo>();
@@ -104,12 +105,15 @@ function readU64(bytes: Uint8Array, fail: (p: string) => never): number {
   return hi * 2 ** 32 + lo;
 }
 
-function parseHeaderJson(bytes: Uint8Array, fail: (p: string) => never): Record<string, unknown> {
+function parseHeaderJson(bytes: Uint8Array, fail: (p: string) => never, fileName: string): Record<string, unknown> {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
     return fail('header is not valid UTF-8; the file is corrupt or not a safetensors file');
+  }
+  if (jsonTooDeep(text)) {
+    return fail(`invalid JSON header in ${fileName}: it nests deeper than ${MAX_JSON_DEPTH} levels (a safetensors header needs 3); the file is corrupt or hostile`);
   }
   let header: unknown;
   try {

@@ -77,6 +77,29 @@ describe('createTokenizer (real Llama/Mistral SentencePiece tokenizer)', () => {
     expect(() => createTokenizer(noDecoder)).toThrow(/tokenizer.json has no "decoder" key/);
     expect(() => createTokenizer(tokenizerJson, 'nope')).toThrow(/tokenizer_config.json is not valid JSON/);
   });
+
+  // Each of these loaded silently before; HF tokenizers rejects them all.
+  type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const broken = (edit: (j: Json) => void) => {
+    const j = structuredClone(tokenizerJson) as Json;
+    edit(j);
+    return () => createTokenizer(j, tokenizerConfig, { location: 'm/tokenizer.json' });
+  };
+  it('rejects a broken tokenizer.json with the file and the field named', () => {
+    expect(broken((j) => (j.model.vocab = 'abc'))).toThrow(/^m\/tokenizer.json: "model.vocab" must be an object mapping tokens to ids, got string/);
+    expect(broken((j) => (j.model.vocab = [['a', 1]]))).toThrow(/"model.vocab" must be an object/);
+    expect(broken((j) => (j.model.vocab['▁the'] = -3))).toThrow(/"model.vocab" entry "▁the" must map to a non-negative integer id, got number -3/);
+    expect(broken((j) => (j.model.merges = { a: 1 }))).toThrow(/"model.merges" must be an array/);
+    expect(broken((j) => (j.model.merges[7] = 'abc'))).toThrow(/"model.merges"\[7\] must be "a b"/);
+    expect(broken((j) => (j.model.merges[3] = [1, 2]))).toThrow(/"model.merges"\[3\] must be/);
+    expect(broken((j) => (j.model.type = 'SentencePieceMagic'))).toThrow(/"model.type" is string "SentencePieceMagic", which is not supported \(supported: BPE, Unigram, WordPiece\)/);
+    expect(broken((j) => (j.added_tokens = { id: 1 }))).toThrow(/"added_tokens" must be an array/);
+    expect(broken((j) => (j.added_tokens[1] = 'x'))).toThrow(/"added_tokens"\[1\] must be an object/);
+    expect(broken((j) => (j.added_tokens[0].id = 'one'))).toThrow(/"added_tokens"\[0\].id must be a non-negative integer, got string "one"/);
+    expect(broken((j) => (j.added_tokens[2].content = 7))).toThrow(/"added_tokens"\[2\].content must be a non-empty string/);
+    expect(broken((j) => ((j.model.type = 'Unigram'), (j.model.vocab = [['a', 'b']])))).toThrow(/"model.vocab"\[0\] must be a \[piece, score\] pair/);
+    expect(broken(() => {})).not.toThrow();
+  });
 });
 
 describe('chat templates through the tokenizer', () => {

@@ -4,6 +4,7 @@
  */
 import { Tokenizer } from '@huggingface/tokenizers';
 import { pickChatTemplate, renderChatTemplate } from './chat-template.js';
+import { checkTokenizerJson } from './tokenizer-json-check.js';
 import type { ChatMessage } from './chat-template.js';
 
 export interface CreateTokenizerOptions {
@@ -13,6 +14,8 @@ export interface CreateTokenizerOptions {
   eosTokenIds?: number | readonly number[];
   /** Chat template to use instead of tokenizer_config.json's (e.g. from chat_template.jinja). */
   chatTemplate?: string;
+  /** Where tokenizer.json came from, for error messages (default 'tokenizer.json'). */
+  location?: string;
 }
 
 export interface EncodeOptions {
@@ -33,6 +36,19 @@ export interface ApplyChatTemplateOptions {
 }
 
 type JsonObject = Record<string, unknown>;
+
+/**
+ * What LitheTokenizer uses of `@huggingface/tokenizers`' Tokenizer. Declared here so core's public
+ * types do not pull in the library's own .d.ts (which needs the DOM lib for TextEncoder).
+ */
+export interface TokenizerEngine {
+  encode(text: string, opts: { add_special_tokens: boolean }): { ids: number[] };
+  decode(ids: number[], opts: { skip_special_tokens: boolean }): string;
+  tokenize(text: string, opts: { add_special_tokens: boolean }): string[];
+  id_to_token(id: number): string | undefined;
+  token_to_id(token: string): number | undefined;
+  get_vocab(withAddedTokens: boolean): Map<string, number>;
+}
 
 function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -69,7 +85,7 @@ export class LitheTokenizer {
   readonly chatTemplate: string | null;
 
   constructor(
-    private readonly inner: Tokenizer,
+    private readonly inner: TokenizerEngine,
     config: JsonObject,
     opts: CreateTokenizerOptions = {},
   ) {
@@ -143,19 +159,20 @@ export function createTokenizer(
   if (tokenizerJson === undefined || tokenizerJson === null) {
     throw new Error('tokenizer.json is missing: a tokenizer needs the model\'s tokenizer.json');
   }
-  const json = parseJson('tokenizer.json', tokenizerJson);
+  const where = opts.location ?? 'tokenizer.json';
+  const json = parseJson(where, tokenizerJson);
   const config = parseJson('tokenizer_config.json', tokenizerConfig ?? {});
-  const model = json.model;
-  if (!isObject(model)) throw new Error('tokenizer.json has no "model" object');
+  if (!isObject(json.model)) throw new Error(`${where} has no "model" object`);
   // Keys the library requires; each may be null but must be present, as in files HF writes.
   for (const key of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) {
-    if (!(key in json)) throw new Error(`tokenizer.json has no "${key}" key (null is allowed, missing is not)`);
+    if (!(key in json)) throw new Error(`${where} has no "${key}" key (null is allowed, missing is not)`);
   }
-  let inner: Tokenizer;
+  checkTokenizerJson(json, where);
+  let inner: TokenizerEngine;
   try {
     inner = new Tokenizer(json, config);
   } catch (e) {
-    throw new Error(`tokenizer.json could not be loaded: ${(e as Error).message}`, { cause: e });
+    throw new Error(`${where} could not be loaded: ${(e as Error).message}`, { cause: e });
   }
   return new LitheTokenizer(inner, config, opts);
 }

@@ -16,6 +16,28 @@ export interface RefConfig {
   sliding_window?: number | null;
 }
 
+/** y = W·x (+ bias where the weights have one) in f64, with `name.weight` [outF, inF] from `w`. */
+export function referenceLinear(w: Map<string, Float32Array>, name: string, x: Float64Array, outF: number, inF: number): Float64Array {
+  const W = w.get(`${name}.weight`);
+  if (!W) throw new Error(`missing ${name}.weight`);
+  const b = w.get(`${name}.bias`);
+  const y = new Float64Array(outF);
+  for (let o = 0; o < outF; o++) {
+    let s = b ? b[o] : 0;
+    for (let i = 0; i < inF; i++) s += W[o * inF + i] * x[i];
+    y[o] = s;
+  }
+  return y;
+}
+
+/** RMSNorm in f64 with the weight `name` from `w`. */
+export function referenceRmsNorm(w: Map<string, Float32Array>, name: string, x: Float64Array, eps: number): Float64Array {
+  const g = w.get(name);
+  if (!g) throw new Error(`missing ${name}`);
+  const ms = x.reduce((s, v) => s + v * v, 0) / x.length;
+  return x.map((v, i) => (v / Math.sqrt(ms + eps)) * g[i]);
+}
+
 export function referenceForward(c: RefConfig, w: Map<string, Float32Array>, ids: number[], invFreq: ArrayLike<number>): Float64Array[] {
   const D = c.hidden_size;
   const H = c.num_attention_heads;
@@ -27,22 +49,8 @@ export function referenceForward(c: RefConfig, w: Map<string, Float32Array>, ids
     if (!t) throw new Error(`missing ${n}`);
     return t;
   };
-  const linear = (x: Float64Array, name: string, outF: number, inF: number): Float64Array => {
-    const W = get(`${name}.weight`);
-    const b = w.get(`${name}.bias`);
-    const y = new Float64Array(outF);
-    for (let o = 0; o < outF; o++) {
-      let s = b ? b[o] : 0;
-      for (let i = 0; i < inF; i++) s += W[o * inF + i] * x[i];
-      y[o] = s;
-    }
-    return y;
-  };
-  const norm = (x: Float64Array, name: string) => {
-    const g = get(name);
-    const ms = x.reduce((s, v) => s + v * v, 0) / x.length;
-    return x.map((v, i) => (v / Math.sqrt(ms + c.rms_norm_eps)) * g[i]);
-  };
+  const linear = (x: Float64Array, name: string, outF: number, inF: number) => referenceLinear(w, name, x, outF, inF);
+  const norm = (x: Float64Array, name: string) => referenceRmsNorm(w, name, x, c.rms_norm_eps);
   const rope = (v: Float64Array, heads: number, pos: number) => {
     for (let h = 0; h < heads; h++)
       for (let i = 0; i < hd / 2; i++) {
