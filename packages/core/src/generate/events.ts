@@ -29,18 +29,34 @@ export interface GenerationResult {
   text: string;
   tokenIds: number[];
   promptTokens: number;
+  /** Of `promptTokens`, those whose keys and values came from a reused prefix (prefix caching) instead of the prefill. */
+  cachedPromptTokens: number;
   completionTokens: number;
   finishReason: FinishReason;
   timings: GenerationTimings;
   /** Highest total bytes the backend held during this generation. */
   peakMemoryBytes: number;
+  /** What decode steps measured, by plugin name (speculative decoding's acceptance); absent when none did. */
+  stats?: Record<string, unknown>;
+}
+
+/** What one batched step ran: the sequences in it and their new tokens (rows). */
+export interface BatchStepInfo {
+  sequences: number;
+  rows: number;
+  /** Of `sequences`, those that ran a prefill chunk that is not their prompt's last. */
+  prefillChunks: number;
+  ms: number;
 }
 
 /** eventemitter3 events of a pipeline, for observers (progress, metrics, logs). */
 export interface PipelineEvents {
   prefill: { promptTokens: number; ms: number };
   token: TokenEvent;
-  step: { tokens: number; ms: number };
+  /** One decode step; `stats` as on the result, so far (when a step recorded any). */
+  step: { tokens: number; ms: number; stats?: Record<string, unknown> };
   memory: MemorySnapshot;
+  /** One batched model call over the generations running together (batch size per step). */
+  batch: BatchStepInfo;
   done: GenerationResult;
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { freshRng } from '../testing/random.js';
 import {
   Sampler,
   applyRepetitionPenalty,
@@ -8,6 +9,8 @@ import {
   topPFilter,
   validateSamplingOptions,
 } from './sampling.js';
+
+const rng = freshRng();
 
 function randomLogits(n: number, scale = 4): Float32Array {
   return Float32Array.from({ length: n }, () => (Math.random() - 0.5) * 2 * scale);
@@ -213,6 +216,28 @@ describe('Sampler', () => {
     kept.forEach((tok, j) => (expected[tok] = pFinal[j]));
     for (let t = 0; t < V; t++) if (expected[t] === 0) expect(counts[t], `token ${t} is masked`).toBe(0);
     expectFrequencies(counts, expected, n);
+
+    // distribution() is that same distribution, exactly; draw() from it has the same frequencies.
+    const dist = new Sampler(opts, V).distribution(logits);
+    for (let t = 0; t < V; t++) expect(dist[t]).toBeCloseTo(expected[t], 7); // logits / T is rounded to f32
+    const drawn = new Array<number>(V).fill(0);
+    for (let i = 0; i < n; i++) drawn[s.draw(dist)]++;
+    for (let t = 0; t < V; t++) if (expected[t] === 0) expect(drawn[t]).toBe(0);
+    expectFrequencies(drawn, expected, n);
+  });
+
+  it('distribution() is one-hot at the argmax when greedy, after the repetition penalty', () => {
+    const logits = Float32Array.from([1, 3, 2.9, -1]);
+    const s = new Sampler({ temperature: 0, repetitionPenalty: 1.5 }, 4);
+    expect(Array.from(s.distribution(logits))).toEqual([0, 1, 0, 0]);
+    expect(Array.from(s.distribution(logits, [1]))).toEqual([0, 0, 1, 0]);
+    expect(s.sample(logits, [1])).toBe(2);
+    expect(() => s.distribution(logits, [], new Float64Array(3))).toThrow(/out has 3 entries, expected vocabSize 4/);
+    expect(() => s.draw([0, 0])).toThrow(/no mass/);
+    const r = new Sampler({ seed: 3 }, 4);
+    const u = Array.from({ length: 1000 }, () => r.random());
+    expect(Math.min(...u)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...u)).toBeLessThan(1);
   });
 
   it('rejects logits of the wrong length, never picks -Infinity or NaN logits', () => {
@@ -221,5 +246,27 @@ describe('Sampler', () => {
     const logits = Float32Array.from([-Infinity, Number.NaN, 0, -Infinity]);
     for (let i = 0; i < 100; i++) expect(s.sample(logits)).toBe(2);
     expect(() => s.sample(Float32Array.from([-Infinity, -Infinity, NaN, -Infinity]))).toThrow(/every logit/);
+  });
+
+  it('greedy decoding over NaN logits fails clearly instead of returning a token', () => {
+    const g = new Sampler({ temperature: 0 }, 4);
+    expect(() => g.sample(Float32Array.from([NaN, NaN, NaN, NaN]))).toThrow(/the model produced NaN logits.*checkTensors/);
+    expect(() => g.sample(Float32Array.from([1, NaN, 0, 3]))).toThrow(/NaN logits/);
+    expect(g.sample(Float32Array.from([1, -Infinity, 0, 3]))).toBe(3);
+  });
+});
+
+describe(`a seeded draw is stable under rounding-level changes of the logits (seed ${rng.seed})`, () => {
+  it('top-k and top-p draws give the same tokens for logits that differ by 1 ulp-scale noise', () => {
+    const V = 32000;
+    const logits = Float32Array.from({ length: V }, () => rng.normal() * 0.3);
+    // What a different summation order (another backend, a batched kernel) changes: ~1e-7.
+    const nudged = logits.map((l) => l + (rng.uniform() - 0.5) * 4e-7);
+    for (const opts of [{ topK: 40, temperature: 0.7 }, { topP: 0.9 }, { topK: 200, topP: 0.5, temperature: 1.2 }]) {
+      const a = new Sampler({ ...opts, seed: 5 }, V);
+      const b = new Sampler({ ...opts, seed: 5 }, V);
+      const draws = (s: Sampler, l: Float32Array) => Array.from({ length: 50 }, () => s.sample(l));
+      expect(draws(b, nudged)).toEqual(draws(a, logits));
+    }
   });
 });

@@ -9,7 +9,8 @@
  *   5. top-p (nucleus)     - keep the smallest set of most probable tokens with cumulative
  *                            probability >= top_p (always at least one)
  *   6. min-p               - keep tokens with probability >= min_p * (largest probability)
- *   7. renormalize the kept probabilities and draw one token with the seeded RNG
+ *   7. renormalize the kept probabilities and draw one token with the seeded RNG (walking the
+ *      kept tokens in id order, so the draw depends on the probabilities only)
  * Probabilities in steps 5 and 6 are the softmax over the tokens kept so far.
  */
 import { createRng } from './rng.js';
@@ -220,6 +221,19 @@ function penalizeDistinct(
   }
 }
 
+/**
+ * The model computed NaN logits: overflowing weights or activations (f16 overflow, a corrupt file).
+ * Greedy decoding fails with this on every backend rather than pick a token silently.
+ */
+export function nanLogitsError(): Error {
+  return new Error('the model produced NaN logits, so no token can be chosen; the weights may hold NaN/Inf (load with checkTensors: true, or --check-tensors in the CLI, to find them) or an f16 activation overflowed (try --dtype f32)');
+}
+
+function hasNaN(values: Float32Array): boolean {
+  for (let i = 0; i < values.length; i++) if (values[i] !== values[i]) return true;
+  return false;
+}
+
 /** First index of the largest value (NaN never wins). */
 export function argmax(values: ArrayLike<number>): number {
   let best = 0;
@@ -272,6 +286,79 @@ export class Sampler {
   }
 
   sample(logits: Float32Array, previousTokens: ArrayLike<number> = []): number {
+    const n = this.candidates(logits, previousTokens);
+    if (n < 0) return this.greedyId();
+    const { idx, probs } = this;
+    // The draw walks the candidates in token-id order, not the filters' partition order: otherwise
+    // a rounding-level change of one logit (another backend, a batched kernel) could reorder the
+    // candidates and change the token a seed draws.
+    if (n < this.vocabSize) idx.subarray(0, n).sort();
+    let total = 0;
+    for (let i = 0; i < n; i++) total += probs[idx[i]];
+    let r = this.rng() * total;
+    for (let i = 0; i < n; i++) {
+      r -= probs[idx[i]];
+      if (r < 0) return idx[i];
+    }
+    // Rounding left r >= 0: return the last candidate with non-zero probability.
+    for (let i = n - 1; i > 0; i--) if (probs[idx[i]] > 0) return idx[i];
+    return idx[0];
+  }
+
+  /**
+   * The distribution `sample` draws from, written into `out` (one entry per token, summing to 1):
+   * repetition penalty, temperature, top-k, top-p and min-p applied, zero outside the kept tokens.
+   * Greedy (temperature 0) gives all the mass to the argmax. Speculative decoding compares these.
+   */
+  distribution(logits: Float32Array, previousTokens: ArrayLike<number> = [], out: Float64Array = new Float64Array(this.vocabSize)): Float64Array {
+    if (out.length !== this.vocabSize) throw new RangeError(`out has ${out.length} entries, expected vocabSize ${this.vocabSize}`);
+    const n = this.candidates(logits, previousTokens);
+    out.fill(0);
+    if (n < 0) {
+      out[this.greedyId()] = 1;
+      return out;
+    }
+    const { idx, probs } = this;
+    let total = 0;
+    for (let i = 0; i < n; i++) total += probs[idx[i]];
+    for (let i = 0; i < n; i++) out[idx[i]] = probs[idx[i]] / total;
+    return out;
+  }
+
+  /** A uniform number in [0, 1) from this sampler's seeded RNG. */
+  random(): number {
+    return this.rng();
+  }
+
+  /** Draws a token from `probs` (non-negative, need not sum to 1) with this sampler's seeded RNG. */
+  draw(probs: ArrayLike<number>): number {
+    let total = 0;
+    for (let i = 0; i < probs.length; i++) total += probs[i];
+    if (!(total > 0)) throw new Error('cannot draw from a distribution with no mass');
+    let r = this.rng() * total;
+    let last = 0;
+    for (let i = 0; i < probs.length; i++) {
+      if (probs[i] <= 0) continue;
+      last = i;
+      r -= probs[i];
+      if (r < 0) return i;
+    }
+    return last; // rounding: the last token with mass
+  }
+
+  /** The argmax of the penalized logits in `work`; a NaN row is an error, not token 0. */
+  private greedyId(): number {
+    const id = argmax(this.work);
+    // NaN never compares greater, so a NaN row would quietly give token 0 or a random survivor.
+    if (hasNaN(this.work)) throw nanLogitsError();
+    return id;
+  }
+
+  /**
+   * Filters `logits` into the candidate list idx[0..n) with unnormalized probs[], and returns n;
+   * -1 for greedy, with the penalized logits left in `work` for the argmax.
+   */
+  private candidates(logits: Float32Array, previousTokens: ArrayLike<number>): number {
     const V = this.vocabSize;
     if (logits.length !== V) {
       throw new RangeError(`logits has ${logits.length} entries, expected vocabSize ${V}`);
@@ -279,7 +366,7 @@ export class Sampler {
     const work = this.work;
     work.set(logits);
     if (this.repetitionPenalty !== 1) this.penalize(previousTokens);
-    if (this.temperature === 0) return argmax(work);
+    if (this.temperature === 0) return -1;
 
     const invT = 1 / this.temperature;
     const idx = this.idx;
@@ -302,18 +389,7 @@ export class Sampler {
       probs[t] = e === e ? e : 1;
     }
     n = selectTopP(probs, idx, n, this.topP);
-    n = selectMinP(probs, idx, n, this.minP);
-
-    let total = 0;
-    for (let i = 0; i < n; i++) total += probs[idx[i]];
-    let r = this.rng() * total;
-    for (let i = 0; i < n; i++) {
-      r -= probs[idx[i]];
-      if (r < 0) return idx[i];
-    }
-    // Rounding left r >= 0: return the last candidate with non-zero probability.
-    for (let i = n - 1; i > 0; i--) if (probs[idx[i]] > 0) return idx[i];
-    return idx[0];
+    return selectMinP(probs, idx, n, this.minP);
   }
 
   private penalize(tokens: ArrayLike<number>): void {

@@ -1,11 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { WasmBackend } from '../backends/wasm/wasm-backend.js';
+import { webGpuForTests } from '../backends/webgpu/testing.js';
 import { definePlugin } from '../plugin/define-plugin.js';
-import { tinyModel } from '../testing/tiny-model.js';
+import { modelFromWeights, tinyModel } from '../testing/tiny-model.js';
+import { BUILTIN_CHAT_TEMPLATES } from '../io/builtin-chat-templates.js';
+import type { ModelFiles } from '../io/hf-dir.js';
 import { createPipeline } from './create-pipeline.js';
+import { DEFAULT_MAX_TOKENS } from './pipeline.js';
 
 const tiny = tinyModel();
-const pipeline = await createPipeline({ model: tiny.files, cacheSize: 96 });
+const pipeline = await createPipeline({ model: tiny.files, backend: 'cpu', cacheSize: 96 });
 const PROMPT = 'The jury said that';
 
 /** Greedy decoding written out by hand with the model and a fresh cache. */
@@ -176,6 +180,105 @@ describe('perplexity', () => {
     const r = await pipeline.perplexity(text, { context });
     expect(r.tokens).toBe(n);
     expect(r.perplexity).toBeCloseTo(Math.exp(nll / n), 6);
+  });
+});
+
+/** tiny.files with more or different files (generation_config.json, chat_template.jinja, ...). */
+function withFiles(base: ModelFiles, extra: Record<string, string>): ModelFiles {
+  return { ...base, has: async (n) => n in extra || base.has(n), readText: async (n) => (n in extra ? extra[n] : base.readText(n)) };
+}
+
+describe('abort and early exit', () => {
+  // Long enough that, without yielding to the event loop, the timer would fire only after thousands of tokens.
+  const long = tinyModel({ max_position_embeddings: 4096 });
+  for (const backend of ['cpu', 'wasm'] as const) {
+    it(`an AbortSignal fired from a timer stops the decode loop on ${backend}`, async () => {
+      const p = await createPipeline({ model: long.files, backend, threads: 2, cacheSize: 4096 });
+      const viaTimeout = await p.generate('Once', { maxTokens: 4000, stopOnEos: false, temperature: 0, signal: AbortSignal.timeout(150) }).result;
+      expect(viaTimeout.finishReason).toBe('abort');
+      expect(viaTimeout.completionTokens).toBeLessThan(4000);
+      const ac = new AbortController();
+      const g = p.generate('Once', { maxTokens: 4000, stopOnEos: false, signal: ac.signal });
+      setTimeout(() => ac.abort(), 100);
+      const r = await g.result;
+      expect(r.finishReason).toBe('abort');
+      expect(r.completionTokens).toBeLessThan(4000);
+      p.dispose();
+    });
+  }
+
+  it('breaking out of for await resolves result with the partial text and finishReason abort', async () => {
+    const g = pipeline.generate(PROMPT, { temperature: 0, maxTokens: 30, stopOnEos: false });
+    let seen = '';
+    let n = 0;
+    for await (const ev of g) {
+      seen += ev.text;
+      if (++n === 3) break;
+    }
+    const r = await g.result;
+    expect(r.finishReason).toBe('abort');
+    expect(r.completionTokens).toBe(3);
+    expect(r.tokenIds).toEqual(await manualGreedy(3));
+    expect(r.text.startsWith(seen)).toBe(true);
+  });
+});
+
+describe('model files and options', () => {
+  it('applies generation_config.json in the API: sampling defaults and max_new_tokens as the default maxTokens', async () => {
+    const files = withFiles(tiny.files, { 'generation_config.json': JSON.stringify({ do_sample: false, max_new_tokens: 5 }) });
+    const p = await createPipeline({ model: files, backend: 'cpu', cacheSize: 96 });
+    expect(p.defaultMaxTokens).toBe(5);
+    const r = await p.generate(PROMPT, { stopOnEos: false }).result;
+    expect(r.completionTokens).toBe(5);
+    expect(r.tokenIds).toEqual(await manualGreedy(5)); // do_sample: false -> greedy
+    expect(pipeline.defaultMaxTokens).toBe(DEFAULT_MAX_TOKENS);
+    // An explicit option (even one the model sets) wins; undefined does not.
+    expect((await p.generate(PROMPT, { stopOnEos: false, maxTokens: 2, temperature: undefined }).result).completionTokens).toBe(2);
+  });
+
+  it('takes a chat template by name or text, the model directory\'s chat_template.jinja, and names the option when there is none', async () => {
+    const named = await createPipeline({ model: tiny.files, backend: 'cpu', cacheSize: 16, chatTemplate: 'chatml' });
+    expect(named.tokenizer.chatTemplate).toBe(BUILTIN_CHAT_TEMPLATES.chatml);
+    expect(named.tokenizer.applyChatTemplate([{ role: 'user', content: 'Hi' }])).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n');
+    await expect(createPipeline({ model: tiny.files, chatTemplate: 'chatlm' })).rejects.toThrow(/neither a built-in template/);
+    const jinja = await createPipeline({ model: withFiles(tiny.files, { 'chat_template.jinja': '{{ "J:" + messages[0].content }}' }), backend: 'cpu', cacheSize: 16 });
+    expect(jinja.tokenizer.applyChatTemplate([{ role: 'user', content: 'x' }])).toBe('J:x');
+    expect(() => pipeline.chat([{ role: 'user', content: 'x' }])).toThrow(/createPipeline\(\{ chatTemplate \}\) or --chat-template <file\|name>/);
+  });
+
+  it('refuses at load a tokenizer whose vocabulary does not fit the embedding rows', async () => {
+    const small = tinyModel({ vocab_size: 1000 });
+    await expect(createPipeline({ model: small.files, backend: 'cpu' })).rejects.toThrow(/the tokenizer has 32000 tokens \(ids up to 31999\) but the model's embedding has only 1000 rows \(config.json's vocab_size\)/);
+  });
+
+  it('checkTensors finds NaN/Inf in the weights at load; greedy decoding over NaN logits fails clearly', async () => {
+    const w = new Map(tiny.weights);
+    const bad = w.get('model.layers.1.mlp.down_proj.weight')!.slice();
+    bad[37] = NaN;
+    bad[40] = Infinity;
+    w.set('model.layers.1.mlp.down_proj.weight', bad);
+    const broken = modelFromWeights(tiny.config, w);
+    await expect(createPipeline({ model: broken.files, backend: 'cpu', checkTensors: true })).rejects.toThrow(/tensor 'model.layers.1.mlp.down_proj.weight' \(f32\) holds 1 NaN and 1 Inf values \(the first at element 37\)/);
+    for (const backend of ['cpu', 'wasm'] as const) {
+      const p = await createPipeline({ model: broken.files, backend, threads: 2, cacheSize: 32 });
+      await expect(p.generate(PROMPT, { temperature: 0, maxTokens: 3 }).result).rejects.toThrow(/the model produced NaN logits/);
+      p.dispose();
+    }
+    (await createPipeline({ model: tiny.files, backend: 'cpu', cacheSize: 16, checkTensors: true })).dispose();
+    // WebGPU takes greedy's argmax on the device (4 bytes read back): the kernel's NaN mark fails it the same way.
+    const gpu = await webGpuForTests();
+    if (gpu.backend) {
+      const p = await createPipeline({ model: broken.files, backend: gpu.backend, cacheSize: 32 });
+      await expect(p.generate(PROMPT, { temperature: 0, maxTokens: 3 }).result).rejects.toThrow(/the model produced NaN logits/);
+      p.dispose();
+    }
+  });
+
+  it("defaults to backend 'auto' and says what it chose", async () => {
+    const p = await createPipeline({ model: tiny.files, cacheSize: 16, threads: 2 });
+    expect(p.backend.name).toBe('wasm');
+    expect(p.backendDescription).toMatch(/^wasm \(2 threads; /);
+    p.dispose();
   });
 });
 

@@ -2,14 +2,20 @@ import { EventEmitter } from 'eventemitter3';
 import type { Backend } from '../backend/backend.js';
 import type { ChatMessage } from '../io/chat-template.js';
 import type { LitheTokenizer } from '../io/tokenizer.js';
-import type { KVCache, KVCacheSpec } from '../kv-cache/kv-cache.js';
+import type { KVCache, KVCacheSpec, KVDType } from '../kv-cache/kv-cache.js';
 import type { LlamaConfig } from '../model/config.js';
+import { kvLayerCount } from '../model/kv-layer-map.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { GenerationResult, PipelineEvents, TokenEvent } from '../generate/events.js';
+import { BatchScheduler } from '../generate/batch-scheduler.js';
 import { generateTokens, type GenerateOptions } from '../generate/generate.js';
 import { perplexity, type PerplexityResult } from '../generate/perplexity.js';
 import type { SamplingOptions } from '../generate/sampling.js';
 import type { DecodeStep } from '../plugin/types.js';
+import { KVCachePool } from './kv-cache-pool.js';
+
+/** Tokens a generation makes when neither the caller nor generation_config.json says. */
+export const DEFAULT_MAX_TOKENS = 256;
 
 type Listeners = { [E in keyof PipelineEvents]: (event: PipelineEvents[E]) => void };
 
@@ -20,9 +26,13 @@ export interface PipelineParts {
   model: LlamaModel;
   tokenizer: LitheTokenizer;
   backend: Backend;
+  /** What the backend is, in words, e.g. "wasm (2 threads; no GPU found)" (default: its name). */
+  backendDescription?: string;
   /** Whether dispose() closes the backend (createPipeline made it for this pipeline). */
   ownsBackend?: boolean;
   cacheSize: number;
+  /** Element type of the dense KV cache (plugins' caches may keep their own format). */
+  kvDtype?: KVDType;
   createCache: (spec: KVCacheSpec) => KVCache;
   decodeStep: DecodeStep;
   processLogits: ((logits: Float32Array, tokens: readonly number[]) => void) | null;
@@ -30,15 +40,21 @@ export interface PipelineParts {
 
 /**
  * A running generation: iterate it for token events, or await `result` for the whole completion
- * (which runs it to the end if nobody iterates).
+ * (which runs it to the end if nobody iterates). Breaking out of the loop stops it like an abort:
+ * `result` then holds the text so far with `finishReason: 'abort'`.
  */
 export class Generation implements AsyncIterable<TokenEvent> {
   private started = false;
   private readonly finished: Promise<GenerationResult>;
   private resolve!: (r: GenerationResult) => void;
   private reject!: (e: unknown) => void;
+  // Aborted by the caller's signal or by leaving the loop early; the run sees only this one.
+  private readonly stop = new AbortController();
 
-  constructor(private readonly run: () => AsyncGenerator<TokenEvent, GenerationResult>) {
+  constructor(
+    private readonly run: (signal: AbortSignal) => AsyncGenerator<TokenEvent, GenerationResult>,
+    private readonly signal?: AbortSignal,
+  ) {
     this.finished = new Promise((res, rej) => ((this.resolve = res), (this.reject = rej)));
     // Errors reach the iterating caller; `result` only rejects for those who ask for it.
     this.finished.catch(() => {});
@@ -47,7 +63,10 @@ export class Generation implements AsyncIterable<TokenEvent> {
   async *[Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
     if (this.started) throw new Error('a generation can be iterated only once');
     this.started = true;
-    const it = this.run();
+    const onAbort = () => this.stop.abort(this.signal?.reason);
+    if (this.signal?.aborted) onAbort();
+    else this.signal?.addEventListener('abort', onAbort, { once: true });
+    const it = this.run(this.stop.signal);
     let settled = false;
     try {
       while (true) {
@@ -63,10 +82,17 @@ export class Generation implements AsyncIterable<TokenEvent> {
       this.reject(e);
       throw e;
     } finally {
-      // The caller broke out of its loop: end the run so its KV cache is released.
+      this.signal?.removeEventListener('abort', onAbort);
+      // The caller broke out of its loop: stop at the next check and let the run finish its result.
       if (!settled) {
-        await it.return(undefined as never);
-        this.reject(new Error('the generation was stopped before it finished'));
+        this.stop.abort();
+        try {
+          let step = await it.next();
+          while (!step.done) step = await it.next();
+          this.resolve(step.value);
+        } catch (e) {
+          this.reject(e);
+        }
       }
     }
   }
@@ -88,22 +114,36 @@ export class Pipeline extends EventEmitter<Listeners> {
   readonly model: LlamaModel;
   readonly tokenizer: LitheTokenizer;
   readonly backend: Backend;
+  /** What `backend: 'auto'` chose and why, e.g. "wasm (2 threads; no GPU found)". */
+  readonly backendDescription: string;
   /** Tokens each KV cache holds (prompt + completion). */
   readonly cacheSize: number;
   private readonly parts: PipelineParts;
-  // Caches are preallocated and reused: one per generation running at the same time.
-  private readonly idle: KVCache[] = [];
+  /**
+   * The KV caches, preallocated and reused (one per generation running at the same time), with
+   * prefix caching: a prompt that starts with tokens an idle cache holds (the previous turn of a
+   * chat, a shared system prompt) prefills only the rest. `caches.prefixCaching = false` turns it
+   * off; `caches.maxCaches` bounds the caches held (idle ones kept for their prefixes included).
+   */
+  readonly caches: KVCachePool;
+  // Generations running at the same time share each model call: one pass over the weights per step.
+  private readonly scheduler: BatchScheduler;
+  private unbounded: boolean | undefined;
 
   constructor(parts: PipelineParts) {
     super();
     this.parts = parts;
     ({ config: this.config, model: this.model, tokenizer: this.tokenizer, backend: this.backend, cacheSize: this.cacheSize } = parts);
+    this.scheduler = new BatchScheduler(this.model, { onStep: (info) => this.emit('batch', info) });
+    this.caches = new KVCachePool((capacity) => this.createCache(Math.max(capacity, this.cacheSize)));
+    this.backendDescription = parts.backendDescription ?? parts.backend.name;
   }
 
   /** A new KV cache of this pipeline's kind (the plugins' or the dense default). */
   createCache(capacity = this.cacheSize): KVCache {
     const c = this.config;
-    return this.parts.createCache({ backend: this.backend, nLayers: c.nLayers, nKVHeads: c.nKVHeads, headDim: c.headDim, capacity });
+    // Only layers that compute keys and values have a cache layer (a KV layer map shares them).
+    return this.parts.createCache({ backend: this.backend, nLayers: kvLayerCount(c.kvLayerMap ?? null, c.nLayers), nKVHeads: c.nKVHeads, headDim: c.headDim, capacity, dtype: this.parts.kvDtype ?? 'f16' });
   }
 
   /** Tokenizes a prompt the way `generate` does (with BOS). */
@@ -131,10 +171,36 @@ export class Pipeline extends EventEmitter<Listeners> {
     return out;
   }
 
-  /** Completes a prompt (text, or token ids used as given). */
+  /**
+   * Tokens a generation makes when `maxTokens` is not given: generation_config.json's
+   * `max_new_tokens` when the model has one, else DEFAULT_MAX_TOKENS. The CLI and the server use it too.
+   */
+  get defaultMaxTokens(): number {
+    const n = this.parts.generationConfig?.max_new_tokens;
+    return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : DEFAULT_MAX_TOKENS;
+  }
+
+  /**
+   * Completes a prompt (text, or token ids used as given). Options left out (or undefined) take the
+   * model's defaults: `samplingDefaults` from generation_config.json and `defaultMaxTokens`.
+   */
   generate(prompt: string | readonly number[], opts: GenerateOptions = {}): Generation {
     const ids = typeof prompt === 'string' ? this.encode(prompt) : [...prompt];
-    return new Generation(() => this.run(ids, opts));
+    const full: GenerateOptions = { ...this.samplingDefaults, maxTokens: this.defaultMaxTokens };
+    for (const [k, v] of Object.entries(opts)) if (v !== undefined) (full as Record<string, unknown>)[k] = v;
+    return new Generation((signal) => this.run(ids, { ...full, signal }), opts.signal);
+  }
+
+  /**
+   * Completes several prompts together: the generations run at the same time, so each decode step
+   * is one batched forward over all sequences still running (finished ones leave the batch). Each
+   * keeps its own options (one object for all, or one per prompt: sampling, seed, stop strings,
+   * EOS, maxTokens, signal) and its own events, and gives the tokens it would give alone.
+   * Any concurrent `generate` calls batch the same way; this only starts them together.
+   */
+  generateBatch(prompts: readonly (string | readonly number[])[], opts: GenerateOptions | readonly GenerateOptions[] = {}): Generation[] {
+    if (Array.isArray(opts) && opts.length !== prompts.length) throw new Error(`generateBatch: ${prompts.length} prompts but ${opts.length} option objects; give one for all or one per prompt`);
+    return prompts.map((p, i) => this.generate(p, Array.isArray(opts) ? opts[i] : (opts as GenerateOptions)));
   }
 
   /** Continues a conversation through the model's chat template. */
@@ -147,9 +213,18 @@ export class Pipeline extends EventEmitter<Listeners> {
     return this.withCache(Math.max(context, 2), (cache) => perplexity(this.model, cache, this.encode(text), context, onWindow));
   }
 
+  /** Bytes of one KV cache of this pipeline at `cacheSize` (what one running generation holds), as the cache reports it. */
+  get cacheBytes(): number {
+    const { cache } = this.caches.acquire(this.cacheSize);
+    this.caches.release(cache);
+    return cache.bytes;
+  }
+
   private async *run(ids: number[], opts: GenerateOptions): AsyncGenerator<TokenEvent, GenerationResult> {
-    const cache = this.acquire(this.cacheSize);
+    const { cache, cachedTokens } = this.caches.acquire(this.cacheSize, ids);
     this.backend.memory.resetPeak();
+    const leave = this.scheduler.join();
+    let held: number[] | undefined;
     try {
       const result = yield* generateTokens(
         {
@@ -160,41 +235,47 @@ export class Pipeline extends EventEmitter<Listeners> {
           processLogits: this.parts.processLogits,
           emit: (event, payload) => this.emit(event, payload as never),
           peakMemory: () => this.backend.memory.snapshot().peakTotal,
+          runner: this.scheduler,
+          cachedTokens,
         },
         ids,
         opts,
       );
+      held = [...ids, ...result.tokenIds];
       this.emit('memory', this.backend.memory.snapshot());
       return result;
     } finally {
-      this.release(cache);
+      leave();
+      this.caches.release(cache, held);
     }
   }
 
   private async withCache<T>(capacity: number, fn: (cache: KVCache) => Promise<T>): Promise<T> {
-    const cache = this.acquire(capacity);
+    const { cache } = this.caches.acquire(capacity);
     try {
       return await fn(cache);
     } finally {
-      this.release(cache);
+      this.caches.release(cache);
     }
   }
 
-  private acquire(capacity: number): KVCache {
-    const i = this.idle.findIndex((c) => c.capacity >= capacity);
-    const cache = i >= 0 ? this.idle.splice(i, 1)[0] : this.createCache(Math.max(capacity, this.cacheSize));
-    cache.reset();
-    return cache;
-  }
-
-  private release(cache: KVCache): void {
-    cache.reset();
-    this.idle.push(cache);
+  /**
+   * Whether this pipeline's caches evict instead of filling up (a rolling window such as
+   * @lithe/streaming): prompts and completions may then run past `cacheSize`.
+   */
+  get unboundedContext(): boolean {
+    if (this.unbounded === undefined) {
+      // Asked once: the cache made to answer is kept for the next generation.
+      const { cache } = this.caches.acquire(this.cacheSize);
+      this.caches.release(cache);
+      this.unbounded = cache.unbounded === true;
+    }
+    return this.unbounded;
   }
 
   /** Frees the model, caches and activations, and the backend if the pipeline made it. */
   dispose(): void {
-    for (const c of this.idle.splice(0)) c.dispose();
+    this.caches.dispose();
     this.model.dispose();
     this.removeAllListeners();
     if (this.parts.ownsBackend) void this.parts.backend.close?.();
