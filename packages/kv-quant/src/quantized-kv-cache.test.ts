@@ -1,4 +1,4 @@
-import { CpuBackend, DenseKVCache, type Backend, type KVCache } from '@lithe/core';
+import { CpuBackend, DenseKVCache, type Backend, type KVCache, type Tensor } from '@lithe/core';
 import { describe, expect, it } from 'vitest';
 import { freshRng, randn } from '@lithe/core/testing';
 import { kvQuantFormat, quantizedKVBytes } from './format.js';
@@ -8,7 +8,7 @@ import { dequantizeRow, rowScale } from './quantize.js';
 const rng = freshRng();
 const backend = new CpuBackend();
 const FORMATS = [8, 4].flatMap((bits) => (['asymmetric', 'symmetric'] as const).map((mode) => kvQuantFormat({ bits: bits as 8 | 4, mode })));
-const spec = { backend, nLayers: 2, nKVHeads: 2, headDim: 4, capacity: 10 };
+const spec = { backend, nLayers: 2, nKVHeads: 2, headDim: 4, capacity: 10, dtype: 'f32' as const };
 const W = spec.nKVHeads * spec.headDim;
 const rows = (n: number) => backend.upload(new Uint8Array(randn(n * W, rng.normal).buffer), [n, W], 'f32', 'other');
 
@@ -85,6 +85,24 @@ describe(`QuantizedKVCache (seed ${rng.seed})`, () => {
         q.dispose();
       });
 
+      it('writes slots out of order (a ring buffer over it) like the dense cache', () => {
+        const dense = new DenseKVCache(spec);
+        const q = new QuantizedKVCache(spec, format);
+        const [k1, v1, k2, v2] = [rows(4), rows(4), rows(3), rows(3)];
+        for (const c of [dense, q]) {
+          [0, 1].forEach((l) => c.writeSlots!(l, 0, k1, v1));
+          [0, 1].forEach((l) => c.writeSlots!(l, 1, k2, v2));
+        }
+        expect(q.length).toBe(0);
+        expect(q.layer(1).length).toBe(4);
+        expectClose(dense, q);
+        for (const c of [dense, q]) [0, 1].forEach((l) => c.moveSlot!(l, 3, 0));
+        expectClose(dense, q);
+        expect(() => q.writeSlots(0, 8, k2, v2)).toThrow(/slots \[8, 11\) are outside its 10 slots/);
+        dense.dispose();
+        q.dispose();
+      });
+
       it('refuses to overflow its size and to commit a layer that was not written, with the dense cache messages', () => {
         const dense = new DenseKVCache(spec);
         const q = new QuantizedKVCache(spec, format);
@@ -124,5 +142,41 @@ describe(`QuantizedKVCache (seed ${rng.seed})`, () => {
   it('says which backend it cannot run on', () => {
     const fake = { name: 'metal' } as Backend;
     expect(() => new QuantizedKVCache({ ...spec, backend: fake }, kvQuantFormat({ bits: 8 }))).toThrow(/'metal' backend has no quantized KV kernels/);
+  });
+});
+
+describe(`QuantizedKVCache.copyPrefix (seed ${rng.seed})`, () => {
+  it.each(FORMATS.map((f) => [f.kind, f] as const))('%s: copies the first tokens\' codes and parameters bit for bit, then appends like the source', (_kind, format) => {
+    const src = new QuantizedKVCache(spec, format);
+    const dst = new QuantizedKVCache(spec, format);
+    for (let l = 0; l < spec.nLayers; l++) src.write(l, rows(7), rows(7));
+    src.commit(7);
+    expect(dst.copyPrefix(src, 5)).toBe(true);
+    expect(dst.length).toBe(5);
+    // The same next tokens written to both: every byte of the first 6 rows must agree.
+    src.truncate(5);
+    const [k, v] = [rows(1), rows(1)];
+    for (const c of [src, dst]) {
+      for (let l = 0; l < spec.nLayers; l++) c.write(l, k, v);
+      c.commit(1);
+    }
+    for (let l = 0; l < spec.nLayers; l++) {
+      const [a, b] = [src.layer(l).tensors, dst.layer(l).tensors];
+      a.forEach((t, j) => {
+        const bytes = (x: Tensor) => new Uint8Array((x.handle as ArrayBufferView).buffer, (x.handle as ArrayBufferView).byteOffset, 6 * t.byteLength / t.shape[0]);
+        expect(Array.from(bytes(b[j]))).toEqual(Array.from(bytes(t)));
+      });
+    }
+  });
+
+  it('refuses a cache of another kind or shape (the prefix is prefilled instead)', () => {
+    const [int8, int4] = [kvQuantFormat({ bits: 8 }), kvQuantFormat({ bits: 4 })];
+    const src = new QuantizedKVCache(spec, int8);
+    for (let l = 0; l < spec.nLayers; l++) src.write(l, rows(3), rows(3));
+    src.commit(3);
+    expect(new QuantizedKVCache(spec, int4).copyPrefix(src, 2)).toBe(false);
+    expect(new QuantizedKVCache({ ...spec, nLayers: 3 }, int8).copyPrefix(src, 2)).toBe(false);
+    expect(new QuantizedKVCache(spec, int8).copyPrefix(new DenseKVCache(spec), 0)).toBe(false);
+    expect(() => new QuantizedKVCache(spec, int8).copyPrefix(src, 4)).toThrow(/source holds 3/);
   });
 });

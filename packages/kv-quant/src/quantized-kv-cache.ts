@@ -1,4 +1,4 @@
-import { LayeredKVCache, type Backend, type KVCacheLayer, type KVCacheSpec, type Tensor } from '@lithe/core';
+import { LayeredKVCache, type Backend, type KVCache, type KVCacheLayer, type KVCacheSpec, type QuantizedKVLayout, type Tensor } from '@lithe/core';
 import type { KvQuantFormat } from './format.js';
 import { quantizeRow } from './quantize.js';
 import { quantizeWebGpu, WEBGPU_MAX_HEAD_DIM } from './kernels/webgpu.js';
@@ -6,7 +6,8 @@ import { quantizeWebGpu, WEBGPU_MAX_HEAD_DIM } from './kernels/webgpu.js';
 /**
  * One layer of a quantized cache: K and V codes [capacity, nKVHeads * headDim * bits / 8] and their
  * f16 parameters [capacity, nKVHeads * paramsPerHead] (scale, zero per KV head). It exposes no dense
- * `keys`/`values`, so only an attention kernel of its `kind` can read it.
+ * `keys`/`values`: an attention kernel of its `kind` reads it, or one that reads core's
+ * `quantized` description (flash-attn's).
  */
 export class QuantizedKVLayer implements KVCacheLayer {
   readonly kind: string;
@@ -22,6 +23,12 @@ export class QuantizedKVLayer implements KVCacheLayer {
     readonly valueParams: Tensor,
   ) {
     this.kind = format.kind;
+  }
+
+  /** Core's kind-independent description of this layer, for attention kernels outside kv-quant. */
+  get quantized(): QuantizedKVLayout {
+    const { bits, mode, paramsPerHead } = this.format;
+    return { bits, mode, paramsPerHead, nKVHeads: this.nKVHeads, headDim: this.headDim, keyCodes: this.keyCodes, valueCodes: this.valueCodes, keyParams: this.keyParams, valueParams: this.valueParams };
   }
 
   get tensors(): Tensor[] {
@@ -44,6 +51,7 @@ export class QuantizedKVCache extends LayeredKVCache<QuantizedKVLayer> {
   private readonly nKVHeads: number;
   private readonly headDim: number;
   private readonly width: number;
+  private readonly b: Backend;
 
   constructor(spec: KVCacheSpec, format: KvQuantFormat) {
     super(spec);
@@ -66,6 +74,7 @@ export class QuantizedKVCache extends LayeredKVCache<QuantizedKVLayer> {
     this.headDim = spec.headDim;
     this.width = spec.nKVHeads * spec.headDim;
     const b: Backend = spec.backend;
+    this.b = b;
     const codeShape = [spec.capacity, (this.width * format.bits) / 8];
     const codeType = format.bits === 8 && format.mode === 'symmetric' ? 'i8' : 'u8';
     const paramShape = [spec.capacity, spec.nKVHeads * format.paramsPerHead];
@@ -97,17 +106,62 @@ export class QuantizedKVCache extends LayeredKVCache<QuantizedKVLayer> {
       throw new Error(`KV cache write: keys ${keys.size} and values ${values.size} values are not whole rows of ${this.width}`);
     }
     this.checkRoom(tokens);
-    if (keys.backend.name === 'webgpu') {
-      quantizeWebGpu(this.format, keys, l.keyCodes, l.keyParams, this.committed, this.nKVHeads, this.headDim);
-      quantizeWebGpu(this.format, values, l.valueCodes, l.valueParams, this.committed, this.nKVHeads, this.headDim);
-    } else {
-      this.quantizeInto(keys, l.keyCodes, l.keyParams);
-      this.quantizeInto(values, l.valueCodes, l.valueParams);
-    }
+    this.store(l, this.committed, keys, values);
     l.length = this.committed + tokens;
   }
 
-  private quantizeInto(src: Tensor, codes: Tensor, params: Tensor): void {
+  /** Quantizes rows into slots [slot, slot + T) without committing them (a ring buffer over this cache). */
+  writeSlots(layer: number, slot: number, keys: Tensor, values: Tensor): void {
+    const l = this.layers[layer];
+    if (!l) throw new RangeError(`KV cache has ${this.nLayers} layers, no layer ${layer}`);
+    const tokens = keys.size / this.width;
+    if (!(Number.isInteger(tokens) && values.size === keys.size && Number.isSafeInteger(slot) && slot >= 0 && slot + tokens <= this.capacity)) {
+      throw new RangeError(`KV cache slots [${slot}, ${slot + tokens}) are outside its ${this.capacity} slots, or keys and values are not whole rows of ${this.width}`);
+    }
+    this.store(l, slot, keys, values);
+    l.length = Math.max(l.length, slot + tokens);
+  }
+
+  moveSlot(layer: number, from: number, to: number): void {
+    for (const t of this.layers[layer].tensors) this.moveRow(this.b, t, from, to);
+  }
+
+  /**
+   * Takes the first `tokens` tokens of another quantized cache of the same format and shape: its
+   * codes and parameters are copied as they are (no requantization), so the prefix is bit-identical.
+   */
+  copyPrefix(source: KVCache, tokens: number): boolean {
+    if (!(source instanceof QuantizedKVCache) || source === this || source.kind !== this.kind || source.b !== this.b) return false;
+    if (source.width !== this.width || source.nKVHeads !== this.nKVHeads || source.nLayers !== this.nLayers) return false;
+    if (!(Number.isSafeInteger(tokens) && tokens >= 0 && tokens <= source.length && tokens <= this.capacity)) {
+      throw new RangeError(`copyPrefix: ${tokens} tokens, but the source holds ${source.length} and this cache ${this.capacity}`);
+    }
+    const b = this.b;
+    this.layers.forEach((l, i) => {
+      const from = source.layers[i].tensors;
+      if (tokens > 0) {
+        l.tensors.forEach((t, j) => {
+          const width = t.shape[1];
+          b.copy(b.view(from[j], [tokens, width], 0), t);
+        });
+      }
+      l.length = tokens;
+    });
+    this.committed = tokens;
+    return true;
+  }
+
+  private store(l: QuantizedKVLayer, slot: number, keys: Tensor, values: Tensor): void {
+    if (keys.backend.name === 'webgpu') {
+      quantizeWebGpu(this.format, keys, l.keyCodes, l.keyParams, slot, this.nKVHeads, this.headDim);
+      quantizeWebGpu(this.format, values, l.valueCodes, l.valueParams, slot, this.nKVHeads, this.headDim);
+    } else {
+      this.quantizeInto(keys, l.keyCodes, l.keyParams, slot);
+      this.quantizeInto(values, l.valueCodes, l.valueParams, slot);
+    }
+  }
+
+  private quantizeInto(src: Tensor, codes: Tensor, params: Tensor, slot: number): void {
     if (src.dtype !== 'f32') throw new Error(`kv-quant: keys and values must be f32, got ${src.dtype}`);
     const x = src.handle as Float32Array;
     const c = codes.handle as Uint8Array | Int8Array;
@@ -118,7 +172,7 @@ export class QuantizedKVCache extends LayeredKVCache<QuantizedKVLayer> {
     const pp = format.paramsPerHead;
     const tokens = src.size / width;
     for (let t = 0; t < tokens; t++) {
-      const pos = this.committed + t;
+      const pos = slot + t;
       for (let h = 0; h < H; h++) {
         quantizeRow(format, x, t * width + h * D, D, c, pos * rowBytes + h * headBytes, p, (pos * H + h) * pp);
       }

@@ -24,11 +24,14 @@ function kvData(): Float32Array {
   return x;
 }
 
-const CASES: { name: string; rows: number; startPos: number; window?: number }[] = [
+const CASES: { name: string; rows: number; startPos: number; window?: number; noDiagonal?: boolean }[] = [
   { name: 'prefill of the whole cache', rows: S, startPos: 0 },
   { name: 'decode of the last token', rows: 1, startPos: S - 1 },
   { name: 'a chunk after a prefix', rows: 5, startPos: 17 },
   { name: 'sliding window of 6', rows: 9, startPos: S - 9, window: 6 },
+  // LCKV's masked diagonal: earlier positions only; the first row attends to nothing (zeros).
+  { name: 'prefill with a masked diagonal', rows: S, startPos: 0, noDiagonal: true },
+  { name: 'decode past the cache, masked diagonal, window of 5', rows: 1, startPos: S, window: 5, noDiagonal: true },
 ];
 
 describe(`attentionQuantized (seed ${rng.seed})`, () => {
@@ -55,7 +58,7 @@ describe(`attentionQuantized (seed ${rng.seed})`, () => {
       const kd = dequant(layer.keyCodes, layer.keyParams);
       const vd = dequant(layer.valueCodes, layer.valueParams);
       const denseOf = (kk: Float32Array, vv: Float32Array) => {
-        const c = new DenseKVCache({ backend, nLayers: 1, nKVHeads, headDim: D, capacity: S });
+        const c = new DenseKVCache({ backend, nLayers: 1, nKVHeads, headDim: D, capacity: S, dtype: 'f32' });
         c.write(0, f32(kk, [S, W]), f32(vv, [S, W]));
         c.commit(S);
         return c.layer(0);
@@ -66,7 +69,7 @@ describe(`attentionQuantized (seed ${rng.seed})`, () => {
       for (const c of CASES) {
         it(c.name, () => {
           const q = randn(c.rows * nHeads * D, rng.normal);
-          const p: AttentionParams = { nHeads, nKVHeads, headDim: D, scale: 1 / Math.sqrt(D), startPos: c.startPos, window: c.window };
+          const p: AttentionParams = { nHeads, nKVHeads, headDim: D, scale: 1 / Math.sqrt(D), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
           const run = (kernel: typeof attentionDense, cache: typeof layer | typeof exact) => {
             const out = backend.allocate([c.rows, nHeads * D], 'f32', 'other');
             kernel(f32(q, [c.rows, nHeads * D]), cache, p, out);
@@ -77,8 +80,12 @@ describe(`attentionQuantized (seed ${rng.seed})`, () => {
           const reference = run(attentionDense, exact);
 
           for (let t = 0; t < c.rows; t++) {
-            const last = c.startPos + t;
-            const first = c.window ? Math.max(0, last - c.window + 1) : 0;
+            const last = c.startPos + t - (c.noDiagonal ? 1 : 0);
+            const first = c.window ? Math.max(0, c.startPos + t - c.window + 1) : 0;
+            if (last < first) {
+              for (let i = t * nHeads * D; i < (t + 1) * nHeads * D; i++) expect(got[i]).toBe(0);
+              continue;
+            }
             for (let h = 0; h < nHeads; h++) {
               const g = Math.floor(h / (nHeads / nKVHeads));
               const qo = (t * nHeads + h) * D;

@@ -11,7 +11,7 @@ const affine = new Float64Array(2);
 
 /**
  * Causal grouped-query attention over an int8/int4 cache, with the semantics of core's dense
- * kernel (implicit causal mask, GQA, sliding window, startPos). Nothing is dequantized ahead of
+ * kernel (implicit causal mask, GQA, sliding window, startPos, noDiagonal). Nothing is dequantized ahead of
  * time: each cache row's codes are read into a headDim-sized scratch and the row's affine map
  * x = c · a + b (a = scale, b = −zero · scale) is folded into the arithmetic:
  *   q · k = a · (q · c) + b · Σq        and        Σ_j w_j v_j = Σ_j (w_j a_j) c_j + Σ_j w_j b_j.
@@ -34,7 +34,8 @@ export function attentionQuantized(q: Tensor, cache: KVCacheLayer, p: AttentionP
   const rows = q.size / (nHeads * D);
   const group = nHeads / nKVHeads;
   const S = startPos + rows;
-  if (S > cache.length) throw new Error(`attention: cache holds ${cache.length} tokens, queries reach ${S}`);
+  const diag = p.noDiagonal ? 1 : 0;
+  if (S - diag > cache.length) throw new Error(`attention: cache holds ${cache.length} tokens, queries reach ${S - diag}`);
   if (scores.length < group * S) scores = new Float32Array(Math.max(group * S, scores.length * 2));
   if (row.length < D) row = new Float32Array(D);
   if (qsum.length < group) {
@@ -47,8 +48,8 @@ export function attentionQuantized(q: Tensor, cache: KVCacheLayer, p: AttentionP
   const pp = format.paramsPerHead;
 
   for (let t = 0; t < rows; t++) {
-    const last = startPos + t;
-    const first = p.window ? Math.max(0, last - p.window + 1) : 0;
+    const last = startPos + t - diag;
+    const first = p.window ? Math.max(0, startPos + t - p.window + 1) : 0;
     for (let g = 0; g < nKVHeads; g++) {
       const h0 = g * group;
       for (let i = 0; i < group; i++) {

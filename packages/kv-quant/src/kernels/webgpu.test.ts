@@ -64,11 +64,13 @@ describe.skipIf(!gpu)(`kv-quant on WebGPU (seed ${rng.seed})`, () => {
         { name: 'prefill', rows: S, startPos: 0 },
         { name: 'decode', rows: 1, startPos: S - 1 },
         { name: 'chunk with a sliding window', rows: 6, startPos: 40, window: 9 },
-      ]) {
+        { name: 'prefill with a masked diagonal (LCKV)', rows: S, startPos: 0, noDiagonal: true },
+        { name: 'decode past the cache, masked diagonal', rows: 1, startPos: S, noDiagonal: true },
+      ] as { name: string; rows: number; startPos: number; window?: number; noDiagonal?: boolean }[]) {
         it(`attention (${c.name}) matches the CPU kernel on the same cache`, async () => {
           const { cache, mirror } = await built;
           const q = randn(c.rows * nHeads * D, rng.normal);
-          const p: AttentionParams = { nHeads, nKVHeads, headDim: D, scale: 1 / Math.sqrt(D), startPos: c.startPos, window: c.window };
+          const p: AttentionParams = { nHeads, nKVHeads, headDim: D, scale: 1 / Math.sqrt(D), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
           const want = cpu.allocate([c.rows, nHeads * D], 'f32', 'other');
           attentionQuantized(upload(cpu, q, [c.rows, nHeads * D]), mirror.layer(0), p, want);
           const out = gpu!.allocate([c.rows, nHeads * D], 'f32', 'other');

@@ -165,7 +165,7 @@ export function quantizeWebGpu(format: KvQuantFormat, x: Tensor, codes: Tensor, 
 // online softmax) with codes and per-row affine maps in place of f32 keys and values.
 
 const attentionWgsl = (f: KvQuantFormat) => /* wgsl */ `
-struct Params { rows: u32, nHeads: u32, nKV: u32, D: u32, startPos: u32, window: u32, q: u32, kc: u32, vc: u32, kp: u32, vp: u32, o: u32, scale: f32 }
+struct Params { rows: u32, nHeads: u32, nKV: u32, D: u32, startPos: u32, window: u32, q: u32, kc: u32, vc: u32, kp: u32, vp: u32, o: u32, scale: f32, noDiag: u32 }
 
 var<workgroup> qv: array<f32, ${WEBGPU_MAX_HEAD_DIM}>;
 var<workgroup> va: array<f32, 64>;
@@ -192,16 +192,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var qsum = 0.0;
   for (var d = 0u; d < D; d++) { qsum += qv[d]; }
 
-  let last = p.startPos + t;
+  // Keys [first, end); noDiag leaves out the row's own position (end may then equal first).
+  let end = p.startPos + t + 1u - p.noDiag;
   var first = 0u;
-  if (p.window > 0u && last + 1u > p.window) { first = last + 1u - p.window; }
+  if (p.window > 0u && p.startPos + t + 1u > p.window) { first = p.startPos + t + 1u - p.window; }
   var m = -3.402823e38;
   var l = 0.0;
   var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-  for (var j0 = first; j0 <= last; j0 += 64u) {
+  for (var j0 = first; j0 < end; j0 += 64u) {
     let j = j0 + tid;
     var s = -3.402823e38;
-    if (j <= last) {
+    if (j < end) {
       let k0 = p.kc + j * rowWords + kvh * headWords;
       var dot = 0.0;
       for (var wi = 0u; wi < headWords; wi++) {
@@ -214,8 +215,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       va[tid] = vab.x;
       vb[tid] = vab.y;
     }
-    let corr = online_softmax_block(s, j <= last, tid, &m, &l);
-    let count = min(64u, last + 1u - j0);
+    let corr = online_softmax_block(s, j < end, tid, &m, &l);
+    let count = min(64u, end - j0);
     for (var r = 0u; r < 4u; r++) {
       let d = tid + r * 64u;
       if (d < D) {
@@ -229,7 +230,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     workgroupBarrier();
   }
-  let inv = 1.0 / l;
+  let inv = select(0.0, 1.0 / l, l > 0.0);
   let oo = p.o + (t * p.nHeads + h) * D;
   for (var r = 0u; r < 4u; r++) {
     let d = tid + r * 64u;
@@ -246,7 +247,8 @@ export function attentionQuantizedWebGpu(q: Tensor, cache: KVCacheLayer, p: Atte
   if (D > WEBGPU_MAX_HEAD_DIM) throw new Error(`kv-quant (webgpu): head dimensions up to ${WEBGPU_MAX_HEAD_DIM}, got ${D}`);
   const width = nHeads * D;
   const T = q.size / width;
-  if (startPos + T > cache.length) throw new Error(`attention: cache holds ${cache.length} tokens, queries reach ${startPos + T}`);
+  const diag = p.noDiagonal ? 1 : 0;
+  if (startPos + T - diag > cache.length) throw new Error(`attention: cache holds ${cache.length} tokens, queries reach ${startPos + T - diag}`);
   const f = cache.format;
   const kc = gpu.at(cache.keyCodes);
   const vc = gpu.at(cache.valueCodes);
@@ -285,6 +287,7 @@ export function attentionQuantizedWebGpu(q: Tensor, cache: KVCacheLayer, p: Atte
         vp.offset,
         so.offset,
         f32Bits(p.scale),
+        diag,
       ],
       workgroups: [nHeads, rows],
     });
