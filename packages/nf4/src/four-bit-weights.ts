@@ -1,6 +1,7 @@
 import type { Backend, LinearModule, Tensor } from '@lithe/core';
 import type { FourBitType } from './codebooks.js';
 import { linear4bitCpu } from './kernels/cpu-linear-4bit.js';
+import { linear4bitWasm } from './kernels/wasm-linear-4bit.js';
 import { linear4bitWebGpu } from './kernels/webgpu-linear-4bit.js';
 import type { QuantizedTensor } from './quantize.js';
 
@@ -40,8 +41,9 @@ export const LINEAR_4BIT_OP = 'linear4bit';
 function kernelFor(backend: Backend): Linear4bitKernel {
   if (backend.kernels.has(backend.name, LINEAR_4BIT_OP)) return backend.kernels.get(backend.name, LINEAR_4BIT_OP) as Linear4bitKernel;
   if (backend.name === 'cpu') return linear4bitCpu;
+  if (backend.name === 'wasm') return linear4bitWasm;
   if (backend.name === 'webgpu') return linear4bitWebGpu;
-  throw new Error(`nf4: backend '${backend.name}' has no '${LINEAR_4BIT_OP}' kernel; 4-bit weights run on: cpu, webgpu`);
+  throw new Error(`nf4: backend '${backend.name}' has no '${LINEAR_4BIT_OP}' kernel; 4-bit weights run on: cpu, wasm, webgpu`);
 }
 
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -68,6 +70,11 @@ export class FourBitLinear implements LinearModule {
 
   get name(): string {
     return this.weights.name;
+  }
+
+  /** 'nf4' or 'fp4', for reports. */
+  get dtype(): string {
+    return this.weights.type;
   }
 
   /** Uploads a quantized tensor ([out, in]) to the backend as a module. */

@@ -1,13 +1,12 @@
 // Node-only: quantizing a model directory on disk, and opening one.
-import { copyFile, mkdir, open, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeHalfInto, loadHFDir, type WeightRole } from '@lithe/core';
-import { nodeModelFiles } from '@lithe/core/node';
-import { quantizedEntries, type StoredTensor } from './checkpoint.js';
+import { decodeHalfInto, loadHFDir, safetensorsDType, type WeightRole } from '@lithe/core';
+import { nodeModelFiles, writeSafetensorsFile, type SafetensorsEntry } from '@lithe/core/node';
+import { quantizedEntries } from './checkpoint.js';
 import type { ComputeDType } from './four-bit-weights.js';
 import { isQuantizedWeight, resolveNf4Options, type Nf4Options } from './plugin.js';
 import { quantize4bit, quantizedBytes } from './quantize.js';
-import { safetensorsDType, safetensorsHeader } from './safetensors-header.js';
 
 export interface QuantizeDirReport {
   /** Weights stored 4-bit. */
@@ -39,7 +38,7 @@ function roleOf(name: string): WeightRole | null {
 export async function quantizeModelDir(inDir: string, outDir: string, options: Nf4Options = {}): Promise<QuantizeDirReport> {
   const o = resolveNf4Options(options);
   const dir = await loadHFDir(nodeModelFiles(inDir));
-  const entries: (StoredTensor | { name: string; dtype: string; shape: number[]; byteLength: number; read: () => Promise<Uint8Array> })[] = [];
+  const entries: SafetensorsEntry[] = [];
   const report: QuantizeDirReport = { quantizedTensors: 0, quantizedParameters: 0, quantizedBytes: 0, bitsPerParameter: 0, fileBytes: 0 };
   try {
     for (const [name, w] of dir.weights) {
@@ -64,16 +63,7 @@ export async function quantizeModelDir(inDir: string, outDir: string, options: N
       report.quantizedBytes += quantizedBytes(q);
     }
     await mkdir(outDir, { recursive: true });
-    const header = entries.map((e) => ({ name: e.name, dtype: e.dtype, shape: e.shape, byteLength: 'data' in e ? e.data.byteLength : e.byteLength }));
-    const { prefix, dataBytes } = safetensorsHeader(header, { format: 'pt' });
-    const fh = await open(join(outDir, 'model.safetensors'), 'w');
-    try {
-      await fh.write(prefix);
-      for (const e of entries) await fh.write('data' in e ? e.data : await e.read());
-    } finally {
-      await fh.close();
-    }
-    report.fileBytes = prefix.length + dataBytes;
+    report.fileBytes = await writeSafetensorsFile(join(outDir, 'model.safetensors'), entries, { format: 'pt' });
   } finally {
     await dir.close();
   }

@@ -9,6 +9,9 @@ const rng = freshRng();
 console.log(`plugin.test seed ${rng.seed}`);
 
 const PROMPT = 'The jury said that the city';
+// An f32 KV cache throughout: these compare weight kernels at 1e-4, and with f16 a one-ulp difference
+// in a K/V value can round to the neighbouring half on one side only.
+const KV = 'f32';
 const LINEAR = /\.(q|k|v|o|gate|up|down)_proj\.weight$/;
 
 async function logits(p: Pipeline): Promise<Float32Array> {
@@ -51,17 +54,17 @@ describe('nf4() in a pipeline', () => {
   const tiny = tinyModel({}, 'F32', rng.seed);
 
   it('runs on the wasm backend with the logits of the CPU backend', async () => {
-    const cpu = await createPipeline({ model: tiny.files, cacheSize: 64, plugins: [nf4()] });
-    const wasm = await createPipeline({ model: tiny.files, cacheSize: 64, plugins: [nf4()], backend: 'wasm', threads: 2 });
+    const cpu = await createPipeline({ model: tiny.files, cacheSize: 64, kvDtype: KV, plugins: [nf4()] });
+    const wasm = await createPipeline({ model: tiny.files, cacheSize: 64, kvDtype: KV, plugins: [nf4()], backend: 'wasm', threads: 2 });
     expect(rel(await logits(wasm), await logits(cpu)).maxAbs).toBeLessThan(1e-4);
     wasm.dispose();
   });
 
   for (const o of [{}, { type: 'fp4' }, { doubleQuant: false }, { blockSize: 32 }] as Nf4Options[]) {
     it(`${JSON.stringify(o)}: linear layers become 4-bit, memory is counted exactly, logits match the dequantized model`, async () => {
-      const f32 = await createPipeline({ model: tiny.files, cacheSize: 64 });
-      const q = await createPipeline({ model: tiny.files, cacheSize: 64, plugins: [nf4(o)] });
-      const mods = q.model.layers.flatMap((l) => [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]);
+      const f32 = await createPipeline({ model: tiny.files, cacheSize: 64, kvDtype: KV });
+      const q = await createPipeline({ model: tiny.files, cacheSize: 64, kvDtype: KV, plugins: [nf4(o)] });
+      const mods = q.model.layers.flatMap((l) => [l.q, l.k!, l.v!, l.o, l.gate, l.up, l.down]);
       expect(mods.every((m) => m instanceof FourBitLinear)).toBe(true);
       expect(q.model.lmHead).toBeInstanceOf(DenseLinear); // skipped by default, as in bitsandbytes
 
@@ -84,7 +87,7 @@ describe('nf4() in a pipeline', () => {
       expect(mem.peak.weights).toBeLessThanOrEqual(mem.current.weights + largest);
 
       // Logits: equal to the model holding dequantized weights (same math), close to f32.
-      const twin = await createPipeline({ model: dequantizedTwin(tiny, o, (n) => LINEAR.test(n)).files, cacheSize: 64 });
+      const twin = await createPipeline({ model: dequantizedTwin(tiny, o, (n) => LINEAR.test(n)).files, cacheSize: 64, kvDtype: KV });
       const [lq, lt, lf] = [await logits(q), await logits(twin), await logits(f32)];
       expect(rel(lq, lt).maxAbs).toBeLessThan(1e-4);
       // A random model has no structure to protect: relative logit error is ~0.2-0.35 here (the
@@ -96,16 +99,16 @@ describe('nf4() in a pipeline', () => {
   }
 
   it('skipModules: [] quantizes lm_head too; greedy text is produced through 4-bit layers', async () => {
-    const q = await createPipeline({ model: tiny.files, cacheSize: 64, plugins: [nf4({ skipModules: [] })] });
+    const q = await createPipeline({ model: tiny.files, cacheSize: 64, kvDtype: KV, plugins: [nf4({ skipModules: [] })] });
     expect(q.model.lmHead).toBeInstanceOf(FourBitLinear);
-    const twin = await createPipeline({ model: dequantizedTwin(tiny, {}, (n) => LINEAR.test(n) || n === 'lm_head.weight').files, cacheSize: 64 });
+    const twin = await createPipeline({ model: dequantizedTwin(tiny, {}, (n) => LINEAR.test(n) || n === 'lm_head.weight').files, cacheSize: 64, kvDtype: KV });
     const greedy = { temperature: 0, maxTokens: 8, stopOnEos: false };
     expect((await q.generate(PROMPT, greedy).result).tokenIds).toEqual((await twin.generate(PROMPT, greedy).result).tokenIds);
     expect(q.backend.memory.snapshot().current.weights).toBe(q.model.weightBytes);
   });
 
   it('skipModules by name keeps those layers in full precision', async () => {
-    const q = await createPipeline({ model: tiny.files, cacheSize: 64, plugins: [nf4({ skipModules: ['lm_head', 'mlp.down_proj', 'layers.1.'] })] });
+    const q = await createPipeline({ model: tiny.files, cacheSize: 64, kvDtype: KV, plugins: [nf4({ skipModules: ['lm_head', 'mlp.down_proj', 'layers.1.'] })] });
     expect(q.model.layers[0].down).toBeInstanceOf(DenseLinear);
     expect(q.model.layers[0].up).toBeInstanceOf(FourBitLinear);
     expect(q.model.layers[1].q).toBeInstanceOf(DenseLinear);
@@ -113,11 +116,11 @@ describe('nf4() in a pipeline', () => {
 
   it('q/k/v biases (Qwen2-style) are owned and applied by the 4-bit module', async () => {
     const biased = tinyModel({ attention_bias: true }, 'F32', rng.seed);
-    const q = await createPipeline({ model: biased.files, cacheSize: 64, plugins: [nf4()] });
+    const q = await createPipeline({ model: biased.files, cacheSize: 64, kvDtype: KV, plugins: [nf4()] });
     const m = q.model.layers[1].k as FourBitLinear;
     expect(m.bias?.size).toBe(m.outFeatures);
     expect(q.backend.memory.snapshot().current.weights).toBe(q.model.weightBytes);
-    const twin = await createPipeline({ model: dequantizedTwin(biased, {}, (n) => LINEAR.test(n)).files, cacheSize: 64 });
+    const twin = await createPipeline({ model: dequantizedTwin(biased, {}, (n) => LINEAR.test(n)).files, cacheSize: 64, kvDtype: KV });
     expect(rel(await logits(q), await logits(twin)).maxAbs).toBeLessThan(1e-4);
   });
 

@@ -1,6 +1,7 @@
 import { decodeHalfInto, definePlugin, type Backend, type LithePlugin, type Tensor, type Weight, type WeightInfo } from '@lithe/core';
 import { FourBitLinear, LINEAR_4BIT_OP, type ComputeDType } from './four-bit-weights.js';
 import { linear4bitCpu } from './kernels/cpu-linear-4bit.js';
+import { linear4bitWasm } from './kernels/wasm-linear-4bit.js';
 import { linear4bitWebGpu } from './kernels/webgpu-linear-4bit.js';
 import { checkBlockSize, DEFAULT_BLOCK_SIZE, quantize4bit, type QuantizeOptions } from './quantize.js';
 import type { FourBitType } from './codebooks.js';
@@ -61,8 +62,8 @@ export async function floatValues(t: Tensor): Promise<Float32Array> {
 
 export function registerKernels(backend: Backend, kernels = backend.kernels): void {
   kernels.register('cpu', LINEAR_4BIT_OP, linear4bitCpu, { override: true });
-  // The wasm backend's tensors are typed arrays too (views into its memory): the same kernel runs.
-  kernels.register('wasm', LINEAR_4BIT_OP, linear4bitCpu, { override: true });
+  // Core's SIMD 4-bit codebook kernel, or the CPU one where the layout does not fit it.
+  kernels.register('wasm', LINEAR_4BIT_OP, linear4bitWasm, { override: true });
   kernels.register('webgpu', LINEAR_4BIT_OP, linear4bitWebGpu, { override: true });
 }
 

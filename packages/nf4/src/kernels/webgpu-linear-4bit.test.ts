@@ -62,7 +62,7 @@ describe.skipIf(!gpu)('4-bit linear kernel (WebGPU) against dequantize-then-matm
     const tiny = tinyModel({}, 'F32', rng.seed);
     const prompt = Int32Array.from([1, 415, 25150, 773, 369]);
     const run = async (backend: Backend | 'cpu') => {
-      const p = await createPipeline({ model: tiny.files, backend, plugins: [nf4()], cacheSize: 32 });
+      const p = await createPipeline({ model: tiny.files, backend, plugins: [nf4()], cacheSize: 32, kvDtype: 'f32' });
       const cache = p.createCache(16);
       const out = Float32Array.from((await p.backend.read(p.model.forward(prompt, cache, { logits: 'all' }))) as Float32Array);
       expect(p.backend.memory.snapshot().current.weights).toBe(p.model.weightBytes);
