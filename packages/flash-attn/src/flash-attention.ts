@@ -1,0 +1,86 @@
+import { definePlugin, globalKernels, type AttentionParams, type Backend, type KVCacheLayer, type Tensor, type WasmBackend } from '@lithe/core';
+import { FlashWasm, flashUnsupported } from './kernels/wasm-attention.js';
+import { attentionFlashWebGpu, webGpuFlashUnsupported } from './kernels/webgpu-attention.js';
+
+export interface FlashAttentionOptions {
+  /** Where the one fallback notice goes (a cache kind or backend the kernels cannot serve); default console.warn. */
+  warn?: (message: string) => void;
+}
+
+/** Backends with a flash kernel. */
+export const FLASH_BACKENDS = ['wasm', 'webgpu'] as const;
+
+/**
+ * The flash-attn plugin: core's dense-cache attention replaced by tiled online-softmax kernels
+ * (FlashAttention-2 query/key tiles for prefill, split-K chunks for decode): SIMD kernels on the
+ * wasm backend's thread pool, workgroup-shared-memory tiles on WebGPU.
+ *
+ * ```ts
+ * const pipeline = await createPipeline({ model, backend: 'wasm', plugins: [flashAttention()] });
+ * ```
+ *
+ * The kernels take exactly core's inputs (f32 or f16 dense cache, GQA, sliding window, LCKV's
+ * masked diagonal) and give the same results to f32 rounding. On wasm they also read any
+ * block-quantized layer (`KVCacheLayer.quantized`: kv-quant's int8 / int4 caches), dequantizing each
+ * key block in the tile, whichever order the plugins are listed in. Where they cannot serve
+ * (another backend, a cache kind with neither dense nor quantized tensors, a head size that is not
+ * a multiple of 4) core's or that cache's kernel runs instead, and the plugin says so once.
+ */
+export const flashAttention = definePlugin((options: FlashAttentionOptions | void) => {
+  const warn = (options && options.warn) || ((m: string) => console.warn(m));
+  const kernels = new WeakMap<Backend, FlashWasm>();
+  let noticed = false;
+  const notice = (why: string) => {
+    if (noticed) return;
+    noticed = true;
+    warn(`flash-attn: ${why}; attention runs without flash kernels there`);
+  };
+  const coreKernel = (backend: string) => (q: Tensor, cache: KVCacheLayer, p: AttentionParams, out: Tensor) => globalKernels.get(backend, 'attention', 'dense')(q, cache, p, out);
+  const [coreWasm, coreWebGpu] = [coreKernel('wasm'), coreKernel('webgpu')];
+  // A quantized layer's own kernel (the cache plugin's, registered as the layer's kind).
+  const kindKernel = (q: Tensor, cache: KVCacheLayer) => q.backend.kernels.get(q.backend.name, 'attention', cache.kind);
+  return {
+    name: 'flash-attn',
+    async setup(ctx) {
+      if (ctx.backend.name === 'wasm') kernels.set(ctx.backend, await FlashWasm.load(ctx.backend as WasmBackend));
+      else if (ctx.backend.name !== 'webgpu') notice(`no flash kernel for the '${ctx.backend.name}' backend (flash kernels: ${FLASH_BACKENDS.join(', ')})`);
+    },
+    attention: {
+      kind: 'dense',
+      kernels: {
+        wasm: (q, cache, p, out) => {
+          const flash = kernels.get(q.backend);
+          const why = flash ? flashUnsupported(cache, p) : null;
+          if (flash && !why) return flash.attention(q, cache, p, out);
+          notice(why ? `the wasm flash kernel cannot read ${why}` : 'the flash kernels were not loaded on this wasm backend (the plugin was set up on another)');
+          coreWasm(q, cache, p, out);
+        },
+        webgpu: (q, cache, p, out) => {
+          const why = webGpuFlashUnsupported(q, cache, p, out);
+          if (!why) return attentionFlashWebGpu(q, cache, p, out);
+          notice(`the WebGPU flash kernel cannot read ${why}`);
+          coreWebGpu(q, cache, p, out);
+        },
+      },
+      // Block-quantized layers of any cache kind (kv-quant's int8 / int4), dequantized in the tile.
+      readsQuantized: {
+        wasm: (q, cache, p, out) => {
+          const flash = kernels.get(q.backend);
+          const why = flash ? flashUnsupported(cache, p) : null;
+          if (flash && !why) return flash.attention(q, cache, p, out);
+          notice(why ? `the wasm flash kernel cannot read ${why}` : 'the flash kernels were not loaded on this wasm backend (the plugin was set up on another)');
+          kindKernel(q, cache)(q, cache, p, out);
+        },
+      },
+    },
+    wrapDecode: (next, ctx) => (state) => {
+      const { cache } = state;
+      if (!noticed && cache.kind !== 'dense' && cache.nLayers > 0) {
+        const quantized = cache.layer(0).quantized !== undefined;
+        if (!quantized) notice(`the '${cache.kind}' KV cache brings its own attention kernel (flash kernels read dense f32 / f16 and block-quantized int8 / int4 caches)`);
+        else if (ctx.backend.name !== 'wasm') notice(`no ${ctx.backend.name} flash kernel reads the quantized '${cache.kind}' cache yet (wasm only); its own kernel runs`);
+      }
+      return next(state);
+    },
+  };
+});
