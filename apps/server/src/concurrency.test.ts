@@ -34,6 +34,9 @@ describe('queue and slots (parallel 1)', () => {
       expect(await metric(server.url, 'lithe_num_requests_running')).toBe(1);
       const err = await server.client.chat.completions.create({ model: MODEL_ID, messages, max_tokens: 2, stream: true }).catch((e: unknown) => e);
       expect(err).toMatchObject({ status: 503, code: 'queue_full', type: 'overloaded_error' });
+      const raw = await post(`${server.url}/v1/chat/completions`, { model: MODEL_ID, messages, max_tokens: 2 });
+      expect(raw.status).toBe(503);
+      expect(raw.headers.get('retry-after')).toBe('1');
     } finally {
       first.ac.abort();
       await eventually(async () => (await metric(server.url, 'lithe_num_requests_running')) === 0, 2000);
@@ -71,9 +74,12 @@ describe('waiting requests', () => {
       const leaving = new AbortController();
       const gone = server.client.chat.completions.create({ model: MODEL_ID, messages, max_tokens: 3 }, { signal: leaving.signal }).catch(() => 'aborted');
       await eventually(async () => (await metric(server.url, 'lithe_num_requests_waiting')) === 2, 2000);
+      const abortedBefore = await metric(server.url, 'lithe_requests_aborted_waiting_total', ',endpoint="chat"');
       leaving.abort();
       expect(await gone).toBe('aborted');
       await eventually(async () => (await metric(server.url, 'lithe_num_requests_waiting')) === 1, 2000);
+      // Counted: a request that left the queue is neither finished nor refused.
+      await eventually(async () => (await metric(server.url, 'lithe_requests_aborted_waiting_total', ',endpoint="chat"')) === abortedBefore + 1, 2000);
       first.ac.abort();
       expect((await queued).usage!.completion_tokens).toBe(3);
       await eventually(async () => (await metric(server.url, 'lithe_num_requests_running')) === 0 && (await metric(server.url, 'lithe_num_requests_waiting')) === 0, 2000);

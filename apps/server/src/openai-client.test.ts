@@ -31,7 +31,7 @@ describe('chat completions', () => {
     expect(r.choices[0].message.content!.length).toBeGreaterThan(0);
     expect(r.choices[0].finish_reason).toBe('length');
     const promptTokens = chatPromptTokens(messages);
-    expect(r.usage).toEqual({ prompt_tokens: promptTokens, completion_tokens: 10, total_tokens: promptTokens + 10 });
+    expect(r.usage).toEqual({ prompt_tokens: promptTokens, completion_tokens: 10, total_tokens: promptTokens + 10, prompt_tokens_details: { cached_tokens: 0 } });
   });
 
   it('streams the same text as the non-streamed answer, with a role first and usage last', async () => {
@@ -100,7 +100,7 @@ describe('completions', () => {
     const b = await client.completions.create({ model: MODEL_ID, prompt: ids, max_tokens: 8, temperature: 0 });
     expect(a.object).toBe('text_completion');
     expect(a.choices[0].text).toBe(b.choices[0].text);
-    expect(a.usage).toEqual({ prompt_tokens: ids.length, completion_tokens: 8, total_tokens: ids.length + 8 });
+    expect(a.usage).toEqual({ prompt_tokens: ids.length, completion_tokens: 8, total_tokens: ids.length + 8, prompt_tokens_details: { cached_tokens: 0 } });
   });
 
   it('streams text_completion chunks that add up to the whole text', async () => {
@@ -116,7 +116,9 @@ describe('completions', () => {
     }
     expect(text).toBe(whole.choices[0].text);
     expect(finish).toBe('length');
-    expect(usage).toEqual(whole.usage);
+    // The same prompt again: the prefix cache holds all of it but the last token, which must run.
+    const details = { cached_tokens: whole.usage!.prompt_tokens - 1 };
+    expect(usage).toEqual({ ...whole.usage, prompt_tokens_details: details });
   });
 
   it('stop strings and logprobs in the legacy shape', async () => {

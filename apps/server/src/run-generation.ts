@@ -3,6 +3,7 @@
  * (with their logprobs when asked for), the metrics, and the slot given back however it ends.
  */
 import type { FinishReason, GenerationResult, LitheTokenizer, TokenEvent } from '@lithe/core';
+import { OpenAIError } from './openai-errors.js';
 import { requestLogitsProcessors, type TokenLogprob } from './request-logits.js';
 import type { SamplingRequest } from './request-schema.js';
 import type { ServerState } from './state.js';
@@ -22,7 +23,7 @@ export interface RunOptions {
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** OpenAI's finish reasons: an aborted generation (client gone, server stopping) reads as 'stop'. */
+/** OpenAI's finish reasons: an aborted generation reads as 'stop' (a cut one ends with an error instead). */
 export function openAIFinishReason(reason: FinishReason): 'stop' | 'length' {
   return reason === 'length' ? 'length' : 'stop';
 }
@@ -33,7 +34,7 @@ export async function runGeneration(o: RunOptions, release: () => void): Promise
   const pipeline = state.pipeline!;
   const metrics = state.metrics;
   const controller = new AbortController();
-  const abort = () => controller.abort();
+  const abort = () => controller.abort(o.signal.reason);
   o.signal.addEventListener('abort', abort, { once: true });
   state.controllers.add(controller);
   let outcome: 'stop' | 'length' | 'abort' | 'error' = 'error';
@@ -70,7 +71,10 @@ export async function runGeneration(o: RunOptions, release: () => void): Promise
     })();
     outcome = result.finishReason;
     metrics.promptTokens += result.promptTokens;
+    metrics.cachedPromptTokens += result.cachedPromptTokens;
     metrics.generationTokens += result.completionTokens;
+    // Cut by the server (a drain that ran out of time): the caller must not report a normal end.
+    if (controller.signal.reason instanceof OpenAIError) throw controller.signal.reason;
     return result;
   } finally {
     metrics.e2e.observe((performance.now() - o.arrival) / 1000);

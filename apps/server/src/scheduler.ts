@@ -1,5 +1,6 @@
 /**
- * Admission control: at most `parallel` generations run at once, at most `maxQueue` more wait in
+ * Admission control: at most `parallel` generations run at once (fewer when the KV budget holds
+ * fewer caches: `limitTo`), at most `maxQueue` more wait in
  * arrival order, and the rest are turned away at once (503). A waiting request whose client goes
  * away leaves the queue; a running one gives its slot back when its generation ends.
  */
@@ -23,6 +24,7 @@ export class Scheduler {
   readonly parallel: number;
   readonly maxQueue: number;
   private active = 0;
+  private memoryLimit = Infinity;
   private readonly queue: Waiter[] = [];
   private closed = false;
   private idleWaiters: (() => void)[] = [];
@@ -32,6 +34,17 @@ export class Scheduler {
     this.maxQueue = opts.maxQueue ?? 64;
     if (!(Number.isSafeInteger(this.parallel) && this.parallel >= 1)) throw new RangeError(`parallel must be an integer >= 1, got ${this.parallel}`);
     if (!(Number.isSafeInteger(this.maxQueue) && this.maxQueue >= 0)) throw new RangeError(`maxQueue must be an integer >= 0, got ${this.maxQueue}`);
+  }
+
+  /** Generations that may run at once: `parallel`, or fewer when memory holds fewer. */
+  get capacity(): number {
+    return Math.min(this.parallel, this.memoryLimit);
+  }
+
+  /** Caps the running generations at `n` (the KV caches the memory budget holds). */
+  limitTo(n: number): void {
+    if (!(Number.isSafeInteger(n) && n >= 1)) throw new RangeError(`the running limit must be an integer >= 1, got ${n}`);
+    this.memoryLimit = n;
   }
 
   get running(): number {
@@ -49,7 +62,7 @@ export class Scheduler {
   acquire(signal?: AbortSignal): Promise<() => void> {
     if (this.closed) return Promise.reject(shuttingDown());
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.active < this.parallel) {
+    if (this.active < this.capacity) {
       this.active++;
       this.changed();
       return Promise.resolve(this.releaser());
@@ -97,7 +110,7 @@ export class Scheduler {
     return () => {
       if (released) return;
       released = true;
-      const next = this.queue.shift();
+      const next = this.active <= this.capacity ? this.queue.shift() : undefined;
       // The slot passes straight to the next waiter: the running count stays the same.
       if (next) next.resolve(this.releaser());
       else this.active--;

@@ -2,7 +2,17 @@
 import type { ServerResponse } from 'node:http';
 
 export class SseWriter {
-  constructor(private readonly res: ServerResponse) {}
+  /** True once the client stalled past the write timeout and the connection was closed. */
+  stalled = false;
+
+  /**
+   * `writeTimeoutMs`: how long a write may wait for a client that does not read; then the
+   * connection is closed, which aborts the generation (its `close` listener) and frees its slot.
+   */
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly writeTimeoutMs: number,
+  ) {}
 
   /** Sends the status line and headers; call once, before the first event. */
   open(): void {
@@ -36,12 +46,19 @@ export class SseWriter {
   private write(text: string): Promise<void> {
     if (this.closed) return Promise.resolve();
     if (this.res.write(text)) return Promise.resolve();
+    // Backpressure: the socket holds what it can; nothing more is generated until it drains.
     return new Promise((resolve) => {
       const done = () => {
+        clearTimeout(timer);
         this.res.off('drain', done);
         this.res.off('close', done);
         resolve();
       };
+      const timer = setTimeout(() => {
+        this.stalled = true;
+        this.res.destroy();
+        done();
+      }, this.writeTimeoutMs);
       this.res.on('drain', done);
       this.res.on('close', done);
     });

@@ -3,8 +3,9 @@
  * /health answers 503 while the weights load. `lithe serve` calls this with its parsed flags.
  */
 import { basename, resolve } from 'node:path';
-import { createPipeline, type LithePlugin, type PipelineOptions } from '@lithe/core';
+import { createPipeline, remoteModelName, type LithePlugin, type PipelineOptions } from '@lithe/core';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { CorsOrigins } from './cors.js';
 import { createServer } from './server.js';
 
 export interface StartServerOptions {
@@ -18,6 +19,14 @@ export interface StartServerOptions {
   modelId?: string;
   /** When set, /v1/* needs `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
+  /** Origins that may call the server from a browser: '*' or a list (default: none). */
+  cors?: CorsOrigins;
+  /** Time for a request's headers and body to arrive (default 30 s); then a 408. */
+  requestTimeoutMs?: number;
+  /** Time a stream waits for a client that does not read (default 30 s); then it is cut and its slot freed. */
+  writeTimeoutMs?: number;
+  /** Time the chat template may take to render one prompt (default 2000 ms); then a 500. */
+  templateTimeoutMs?: number;
   /** Requests that may wait for a slot (default 64); more get a 503. */
   maxQueue?: number;
   /** Generations running at once (default 1). */
@@ -32,8 +41,16 @@ export interface StartServerOptions {
   dtype?: PipelineOptions['dtype'];
   /** Tokens of KV cache per generation: the context limit of every request. */
   cacheSize?: number;
+  /** Bytes of KV cache the server may hold (createServer's `kvBudget`; default from the machine's memory). */
+  kvBudget?: number;
+  /** Reuse the KV of prompt prefixes (default true). */
+  prefixCache?: boolean;
   /** Technique plugins (e.g. from --kv-quant), added to the pipeline with the server's own. */
   plugins?: LithePlugin[];
+  /** Chat template text or a built-in name, instead of the model's (createPipeline's `chatTemplate`). */
+  chatTemplate?: string;
+  /** Scan the weights for NaN/Inf at load (createPipeline's `checkTensors`). */
+  checkTensors?: boolean;
   /** Fastify's logger option (default false). */
   logger?: FastifyServerOptions['logger'];
   /** Weight loading progress. */
@@ -52,10 +69,18 @@ export interface RunningServer {
 
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const app = createServer({
-    modelId: options.modelId ?? basename(resolve(options.model)),
+    modelId: options.modelId ?? remoteModelName(options.model) ?? basename(resolve(options.model)),
     apiKey: options.apiKey,
+    model: options.model,
+    host: options.host ?? '127.0.0.1',
+    cors: options.cors,
+    requestTimeoutMs: options.requestTimeoutMs,
+    writeTimeoutMs: options.writeTimeoutMs,
+    templateTimeoutMs: options.templateTimeoutMs,
     maxQueue: options.maxQueue,
     parallel: options.parallel,
+    kvBudget: options.kvBudget,
+    prefixCache: options.prefixCache,
     maxBodyBytes: options.maxBodyBytes,
     logger: options.logger,
     loadPipeline: () =>
@@ -66,6 +91,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         dtype: options.dtype,
         cacheSize: options.cacheSize,
         plugins: options.plugins,
+        chatTemplate: options.chatTemplate,
+        checkTensors: options.checkTensors,
         onProgress: options.onProgress,
       }),
   });

@@ -1,6 +1,7 @@
 import type { Pipeline } from '@lithe/core';
 import type { ServerMetrics } from './metrics.js';
 import type { Scheduler } from './scheduler.js';
+import type { PromptWorker } from './prompt-worker.js';
 
 /** What the routes share: the model (once loaded), admission, metrics and running generations. */
 export interface ServerState {
@@ -16,4 +17,8 @@ export interface ServerState {
   readonly metrics: ServerMetrics;
   /** One per running generation; aborting them all ends a drain that ran out of time. */
   readonly controllers: Set<AbortController>;
+  /** Renders chat templates (under a time budget) and tokenizes prompts in a worker thread. */
+  readonly prompts: PromptWorker;
+  /** How long a stream waits for a client that does not read before giving up on it. */
+  readonly writeTimeoutMs: number;
 }

@@ -29,13 +29,13 @@ function chunk(base: ChunkBase, choices: unknown[], extra: Record<string, unknow
   };
 }
 
-function chatFormat(tokenizer: LitheTokenizer, wantLogprobs: boolean): OutputFormat<ChatRequest> {
+function chatFormat(state: ServerState, tokenizer: LitheTokenizer, wantLogprobs: boolean): OutputFormat<ChatRequest> {
   const noLogprobs = wantLogprobs ? { content: [], refusal: null } : null;
   return {
     endpoint: 'chat',
     idPrefix: 'chatcmpl',
     promptParam: 'messages',
-    promptIds: (pipeline, req) => chatPromptIds(pipeline, req.messages),
+    promptIds: (pipeline, req) => chatPromptIds(pipeline, state.prompts, req.messages),
     head: (base) => [chunk(base, [{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: noLogprobs, finish_reason: null }])],
     token: (base, text, lp) => {
       if (text === '' && !lp) return null;
@@ -67,6 +67,6 @@ export function chatCompletionsRoute(app: FastifyInstance, state: ServerState): 
   app.post('/v1/chat/completions', async (request, reply) => {
     const pipeline = loadedPipeline(state);
     const body = parseChatRequest(request.body, pipeline.config.vocabSize);
-    return serveGeneration(state, request, reply, body, chatFormat(pipeline.tokenizer, body.logprobs !== null));
+    return serveGeneration(state, request, reply, body, chatFormat(state, pipeline.tokenizer, body.logprobs !== null));
   });
 }

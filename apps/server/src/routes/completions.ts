@@ -42,13 +42,13 @@ function chunk(base: ChunkBase, choices: unknown[]) {
   };
 }
 
-function completionFormat(tokenizer: LitheTokenizer): OutputFormat<CompletionRequest> {
+function completionFormat(state: ServerState, tokenizer: LitheTokenizer): OutputFormat<CompletionRequest> {
   let streamed = 0;
   return {
     endpoint: 'completion',
     idPrefix: 'cmpl',
     promptParam: 'prompt',
-    promptIds: (pipeline, req) => completionPromptIds(pipeline, req.prompt),
+    promptIds: (pipeline, req) => completionPromptIds(pipeline, state.prompts, req.prompt),
     head: () => [],
     token: (base, text, lp) => {
       if (text === '' && !lp) return null;
@@ -74,6 +74,6 @@ export function completionsRoute(app: FastifyInstance, state: ServerState): void
   app.post('/v1/completions', async (request, reply) => {
     const pipeline = loadedPipeline(state);
     const body = parseCompletionRequest(request.body, pipeline.config.vocabSize);
-    return serveGeneration(state, request, reply, body, completionFormat(pipeline.tokenizer));
+    return serveGeneration(state, request, reply, body, completionFormat(state, pipeline.tokenizer));
   });
 }

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GenerationResult } from '@lithe/core';
-import { modelLoading, modelNotFound, OpenAIError, internalError } from '../openai-errors.js';
+import { modelLoadFailed, modelLoading, modelNotFound, OpenAIError, internalError } from '../openai-errors.js';
 import { completionBudget } from '../prompt.js';
 import type { TokenLogprob } from '../request-logits.js';
 import type { SamplingRequest } from '../request-schema.js';
@@ -19,6 +19,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** As OpenAI reports prompt caching: prompt tokens whose keys and values were reused. */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 /** How one endpoint shapes its output. */
@@ -28,7 +30,7 @@ export interface OutputFormat<R extends SamplingRequest> {
   idPrefix: string;
   /** The field the prompt came in, for context errors. */
   promptParam: string;
-  promptIds(pipeline: Pipeline, request: R): number[];
+  promptIds(pipeline: Pipeline, request: R): number[] | Promise<number[]>;
   /** Chunks sent before the first token (the chat role). */
   head(base: ChunkBase): unknown[];
   /** A chunk for a token's text, or null to send nothing. */
@@ -49,9 +51,9 @@ export interface ChunkBase {
   includeUsage: boolean;
 }
 
-/** The pipeline, or a 503 while the model loads. */
+/** The pipeline, or a 503 while the model loads (or when it failed to load). */
 export function loadedPipeline(state: ServerState): Pipeline {
-  if (!state.pipeline) throw modelLoading();
+  if (!state.pipeline) throw state.loadError ? modelLoadFailed() : modelLoading();
   return state.pipeline;
 }
 
@@ -69,7 +71,12 @@ function clientGone(reply: FastifyReply): AbortSignal {
 }
 
 function usageOf(r: GenerationResult): Usage {
-  return { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens };
+  return {
+    prompt_tokens: r.promptTokens,
+    completion_tokens: r.completionTokens,
+    total_tokens: r.promptTokens + r.completionTokens,
+    prompt_tokens_details: { cached_tokens: r.cachedPromptTokens },
+  };
 }
 
 export async function serveGeneration<R extends SamplingRequest>(
@@ -82,15 +89,19 @@ export async function serveGeneration<R extends SamplingRequest>(
   const arrival = performance.now();
   const pipeline = loadedPipeline(state);
   checkModel(state, body.model);
-  const promptIds = format.promptIds(pipeline, body);
+  const promptIds = await format.promptIds(pipeline, body);
   const maxTokens = completionBudget(pipeline, promptIds.length, body.maxTokens, format.promptParam);
 
   const signal = clientGone(reply);
   let release: () => void;
   try {
     release = await state.scheduler.acquire(signal);
+    state.metrics.queueTime.observe((performance.now() - arrival) / 1000);
   } catch (err) {
-    if (signal.aborted) return reply.hijack(); // nobody is listening any more
+    if (signal.aborted) {
+      state.metrics.requestAbortedWaiting(format.endpoint);
+      return reply.hijack(); // nobody is listening any more
+    }
     throw err;
   }
 
@@ -110,7 +121,7 @@ export async function serveGeneration<R extends SamplingRequest>(
   }
 
   reply.hijack();
-  const sse = new SseWriter(reply.raw);
+  const sse = new SseWriter(reply.raw, state.writeTimeoutMs);
   sse.open();
   try {
     for (const chunk of format.head(base)) await sse.send(chunk);
@@ -129,8 +140,9 @@ export async function serveGeneration<R extends SamplingRequest>(
     if (body.includeUsage) await sse.send(format.usage(base, usageOf(result)));
     await sse.done();
   } catch (err) {
-    // Headers are gone: the error travels as an event, then the stream ends.
-    request.log.error({ err }, 'generation failed mid-stream');
+    // Headers are gone: the error travels as an event, then the stream ends (no [DONE]: the
+    // text is not a whole completion).
+    if (!(err instanceof OpenAIError)) request.log.error({ err }, 'generation failed mid-stream');
     const e = err instanceof OpenAIError ? err : internalError();
     await sse.send(e.toJSON()).catch(() => {});
     sse.end();
