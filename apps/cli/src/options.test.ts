@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatBytes, formatCount, formatTable } from './format.js';
-import { generateOptions, integerAtLeast, numberIn } from './options.js';
+import { decodeEscapes, generateOptions, integerAtLeast, numberIn } from './options.js';
 
 describe('option parsers', () => {
   it('name the option and the accepted range', () => {
@@ -19,6 +19,17 @@ describe('option parsers', () => {
     expect(generateOptions({ maxTokens: 5 }, {})).toMatchObject({ maxTokens: 5, temperature: 1, topP: undefined, topK: undefined });
     expect(generateOptions({ maxTokens: 5 }, model)).toMatchObject({ temperature: 0.6, topP: 0.9, topK: 40 });
     expect(generateOptions({ maxTokens: 5, temperature: 0, topP: 1 }, model)).toMatchObject({ temperature: 0, topP: 1, topK: 40 });
+  });
+});
+
+describe('--stop escapes', () => {
+  it('decodes backslash escapes as other tools do, and leaves unknown ones as written', () => {
+    expect(decodeEscapes('\\n\\n')).toBe('\n\n');
+    expect(decodeEscapes('a\\tb\\r\\\\n')).toBe('a\tb\r\\n');
+    expect(decodeEscapes('\\x41\\u00e9\\"')).toBe('Aé"');
+    expect(decodeEscapes('C:\\dir\\q')).toBe('C:\\dir\\q');
+    expect(decodeEscapes('plain')).toBe('plain');
+    expect(generateOptions({ stop: ['\\n\\n', 'User:'] }, {}).stop).toEqual(['\n\n', 'User:']);
   });
 });
 

@@ -1,9 +1,8 @@
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
-import { pickChatTemplate, type ChatMessage, type GenerateOptions, type Pipeline } from '@lithe/core';
+import { BUILTIN_CHAT_TEMPLATE_NAMES, openModel, pickChatTemplate, type ChatMessage, type GenerateOptions, type Pipeline } from '@lithe/core';
 import { loadModel } from '../load-model.js';
-import { readModelJson } from '../model-json.js';
-import { addLoadOptions, addSamplingOptions, generateOptions, type LoadFlags, type SamplingFlags } from '../options.js';
+import { addChatTemplateOption, addLoadOptions, addSpeculativeOptions, addSamplingOptions, generateOptions, type LoadFlags, type SamplingFlags } from '../options.js';
 
 interface Flags extends LoadFlags, SamplingFlags {
   system?: string;
@@ -12,15 +11,25 @@ interface Flags extends LoadFlags, SamplingFlags {
 export function chatCommand(): Command {
   const cmd = new Command('chat').description('chat with the model through its chat template (/reset clears the history, /exit or EOF quits)');
   addLoadOptions(cmd);
-  addSamplingOptions(cmd, 512);
+  addSpeculativeOptions(cmd);
+  addSamplingOptions(cmd);
+  addChatTemplateOption(cmd);
   return cmd.option('-s, --system <text>', 'system message at the start of the conversation').action(run);
 }
 
 async function run(flags: Flags): Promise<void> {
-  // Checked before loading the weights, which can take a while.
-  const tokenizerConfig = await readModelJson(flags.model, 'tokenizer_config.json');
-  if (!pickChatTemplate(tokenizerConfig?.chat_template)) {
-    throw new Error(`${flags.model} has no chat template (tokenizer_config.json has no "chat_template"); use 'lithe generate' with a plain prompt instead`);
+  // Checked before loading the weights, which can take a while: the model's own template (from
+  // tokenizer_config.json, chat_template.jinja or the GGUF's tokenizer.chat_template), or the flag's.
+  if (flags.chatTemplate === undefined) {
+    const parts = await openModel(flags.model);
+    const template = pickChatTemplate(parts.tokenizerConfig?.chat_template);
+    await parts.close();
+    if (!template) {
+      throw new Error(
+        `${flags.model} has no chat template (no "chat_template" in tokenizer_config.json, no chat_template.jinja, no tokenizer.chat_template in a GGUF); ` +
+          `pass --chat-template <file|name> (built-in: ${BUILTIN_CHAT_TEMPLATE_NAMES.join(', ')}), or use 'lithe generate' with a plain prompt`,
+      );
+    }
   }
   const pipeline = await loadModel(flags);
   const opts = generateOptions(flags, pipeline.samplingDefaults);
@@ -31,8 +40,11 @@ async function run(flags: Flags): Promise<void> {
   const start: ChatMessage[] = flags.system ? [{ role: 'system', content: flags.system }] : [];
   let history = [...start];
   let running: AbortController | null = null;
-  // Ctrl-C stops the reply being written; at the prompt it quits.
-  rl.on('SIGINT', () => (running ? running.abort() : rl.close()));
+  // Ctrl-C stops the reply being written and returns to the prompt; at the prompt it quits. A
+  // terminal delivers it to readline; piped input gets the signal itself.
+  const onInterrupt = () => (running ? running.abort() : rl.close());
+  rl.on('SIGINT', onInterrupt);
+  process.on('SIGINT', onInterrupt);
 
   if (interactive) {
     process.stderr.write('/reset clears the conversation, /exit or Ctrl-D quits, Ctrl-C stops a reply\n');
@@ -55,6 +67,7 @@ async function run(flags: Flags): Promise<void> {
       if (interactive) rl.prompt();
     }
   } finally {
+    process.off('SIGINT', onInterrupt);
     rl.close();
     pipeline.dispose();
   }
@@ -64,7 +77,7 @@ async function run(flags: Flags): Promise<void> {
 async function answer(pipeline: Pipeline, messages: ChatMessage[], opts: GenerateOptions, interactive: boolean): Promise<string | null> {
   let wrote = false;
   try {
-    const generation = pipeline.chat(messages, { ...opts, maxTokens: replyRoom(pipeline, messages, opts.maxTokens ?? 512) });
+    const generation = pipeline.chat(messages, { ...opts, maxTokens: replyRoom(pipeline, messages, opts.maxTokens ?? pipeline.defaultMaxTokens) });
     for await (const ev of generation) {
       process.stdout.write(ev.text);
       wrote = true;
@@ -80,8 +93,12 @@ async function answer(pipeline: Pipeline, messages: ChatMessage[], opts: Generat
   }
 }
 
-/** --max-tokens, shortened so that the reply fits in the KV cache after the conversation so far. */
+/**
+ * --max-tokens, shortened so that the reply fits in the KV cache after the conversation so far
+ * (with --window the cache rolls, so the conversation may grow for ever).
+ */
 function replyRoom(pipeline: Pipeline, messages: ChatMessage[], maxTokens: number): number {
+  if (pipeline.unboundedContext) return maxTokens;
   const prompt = pipeline.encodeChat(messages);
   const room = pipeline.cacheSize - prompt.length;
   if (room < 1) throw new Error(`the conversation (${prompt.length} tokens) fills the KV cache (${pipeline.cacheSize} tokens); raise --cache-size`);

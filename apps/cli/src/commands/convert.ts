@@ -1,4 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { GGUF_OUT_TYPES, convertToGGUF, hfWeightSource, loadHFDir, withRecordedFormats, type GGUFOutType } from '@lithe/core';
 import { nodeModelFiles } from '@lithe/core/node';
@@ -59,10 +60,19 @@ async function run(flags: Flags): Promise<void> {
   if (!flags.out.endsWith('.gguf')) throw new Error(`--out ${flags.out}: the output file name must end in .gguf`);
   const dir = await loadHFDir(nodeModelFiles(flags.model));
   const started = performance.now();
+  // Written under a temporary name and renamed at the end, so a failed run leaves no partial file.
+  const partial = `${flags.out}.partial-${process.pid}`;
   try {
     if (!dir.tokenizerJson) throw new Error(`${flags.model}: tokenizer.json is missing; a GGUF file carries the tokenizer`);
+    const quant = (dir.config.quantization_config as { quant_method?: unknown } | undefined)?.quant_method;
+    if (quant === 'bitsandbytes') {
+      throw new Error(
+        `${flags.model} holds 4-bit bitsandbytes (nf4/fp4) weights, which GGUF has no tensor type for; ` +
+          `convert the float model it was quantized from (lithe convert --type q4_0 gives a 4-bit GGUF)`,
+      );
+    }
     const bar = flags.json ? null : progressBar('converting');
-    const sink = fileSink(createWriteStream(flags.out));
+    const sink = fileSink(createWriteStream(partial));
     try {
       const name = flags.model.replace(/\/+$/, '').split('/').pop() ?? 'model';
       await convertToGGUF(
@@ -72,13 +82,18 @@ async function run(flags: Flags): Promise<void> {
         (done, total) => bar?.update(done, total),
       );
       await sink.close();
+    } catch (e) {
+      await sink.close().catch(() => {});
+      throw e;
     } finally {
       bar?.stop();
     }
+    await rename(partial, flags.out);
     const report = { model: flags.model, out: flags.out, type: flags.type, bytes: sink.bytes(), seconds: (performance.now() - started) / 1000 };
     if (flags.json) return printJson(report);
     console.log(formatTable([['wrote', `${flags.out} (${formatBytes(report.bytes)}, ${flags.type})`], ['time', `${report.seconds.toFixed(1)} s`]]));
   } finally {
+    await rm(partial, { force: true });
     await dir.close();
   }
 }

@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { parseConfig } from '@lithe/core';
+import { PluginDriver } from '@lithe/core';
+import { parseStreamingFlags } from '@lithe/streaming';
 import { formatNumber, formatTable, printJson } from '../format.js';
 import { loadModel } from '../load-model.js';
-import { readModelJson } from '../model-json.js';
-import { addLoadOptions, cacheSizeFor, integerAtLeast, type LoadFlags } from '../options.js';
+import { readModelJson } from '@lithe/server';
+import { addLoadOptions, backendJson, cacheSizeFor, integerAtLeast, pipelineOptions, type LoadFlags } from '../options.js';
 import { progressBar } from '../progress.js';
 
 interface Flags extends LoadFlags {
@@ -18,7 +19,7 @@ export function perplexityCommand(): Command {
   addLoadOptions(cmd);
   return cmd
     .requiredOption('-f, --file <path>', 'UTF-8 text file to score')
-    .option('-c, --context <n>', 'tokens per window (default 512, at most the model\'s context length)', integerAtLeast('--context', 2))
+    .option('-c, --context <n>', 'tokens per window (default 512, at most the model\'s context length; with --window any length, default the whole text)', integerAtLeast('--context', 2))
     .option('--json', 'print one JSON object')
     .action(run);
 }
@@ -32,12 +33,15 @@ async function run(flags: Flags): Promise<void> {
   }
   const config = await readModelJson(flags.model, 'config.json');
   // A missing config.json is left for the loader to report.
-  const maxContext = config ? parseConfig(config).maxPositionEmbeddings : Infinity;
-  const context = flags.context ?? Math.min(512, maxContext);
-  if (context > maxContext) throw new Error(`--context ${context} exceeds the model's context length (max_position_embeddings ${maxContext})`);
+  // Read as the pipeline will, plugins included (an LCKV model's config needs lckv()).
+  const maxContext = config ? new PluginDriver((await pipelineOptions(flags)).plugins).readConfig(config, null).maxPositionEmbeddings : Infinity;
+  // With --window (StreamingLLM) a window of any length is one stream, the whole text by default.
+  const stream = parseStreamingFlags(flags) !== null;
+  const context = flags.context ?? (stream ? Number.MAX_SAFE_INTEGER : Math.min(512, maxContext));
+  if (context > maxContext && !stream) throw new Error(`--context ${context} exceeds the model's context length (max_position_embeddings ${maxContext}); --window <n> scores longer windows as one stream`);
 
-  // The cache only needs one window.
-  const pipeline = await loadModel(flags, { cacheSize: cacheSizeFor(flags, context, 'one window of --context') });
+  // The cache only needs one window (a rolling cache has its own size).
+  const pipeline = await loadModel(flags, stream ? {} : { cacheSize: cacheSizeFor(flags, context, 'one window of --context') });
   const bar = flags.json ? null : progressBar('windows');
   try {
     const t0 = performance.now();
@@ -45,13 +49,14 @@ async function run(flags: Flags): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     bar?.stop();
     if (flags.json) {
-      printJson({ perplexity: r.perplexity, tokens: r.tokens, context, mean_nll: r.meanNll, seconds });
+      printJson({ perplexity: r.perplexity, tokens: r.tokens, context: context === Number.MAX_SAFE_INTEGER ? null : context, mean_nll: r.meanNll, seconds, ...(stream ? { sinks: flags.sinks ?? 4, window: flags.window } : {}), ...backendJson(pipeline) });
     } else {
       console.log(
         formatTable([
           ['perplexity', formatNumber(r.perplexity, 4)],
           ['tokens scored', String(r.tokens)],
-          ['context', String(context)],
+          ['context', context === Number.MAX_SAFE_INTEGER ? 'the whole text, one stream' : String(context)],
+          ...(stream ? [['streaming', `${flags.sinks ?? 4} sinks + ${flags.window} window`] as const] : []),
           ['mean NLL', `${formatNumber(r.meanNll, 4)} nats/token`],
           ['time', `${formatNumber(seconds, 2)} s (${formatNumber(r.tokens / seconds, 1)} tok/s)`],
         ]),

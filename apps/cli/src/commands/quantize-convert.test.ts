@@ -1,5 +1,5 @@
 // quantize and convert, run in process through their commander commands on a tiny random model.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -69,7 +69,12 @@ describe('lithe quantize --method nf4|fp4', () => {
     const p = await createPipeline({ ...opts, cacheSize: 32 });
     expect(p.model.layers[0].q.bytes).toBeLessThan((64 * 64 * 4.2) / 8); // vs 64 × 64 × 4 bytes in f32
     expect((await p.generate('The jury said', { temperature: 0, maxTokens: 4, stopOnEos: false }).result).completionTokens).toBe(4);
+    expect(p.model.layers[0].gate.dtype).toBe('nf4'); // what bench reports as dtype
     p.dispose();
+    const inspected = await run(inspectCommand(), ['--model', out]);
+    expect(inspected.weight_format).toBe('nf4');
+    expect((await run(inspectCommand(), ['--model', join(root, 'int8')])).weight_format).toBe('q8_0');
+    expect((await run(inspectCommand(), ['--model', model])).weight_format).toBe('f32');
   });
 });
 
@@ -100,6 +105,26 @@ describe('lithe convert', () => {
     expect(fromGguf.parameters).toBe(fromDir.parameters);
     // 2 layers × 7 matrices, lm_head and the embedding in q8_0; the norms stay f32.
     expect((fromGguf.tensors as Record<string, { count: number }>).q8_0.count).toBe(16);
+  });
+
+  it('says why an nf4 directory cannot become GGUF, and a failed run leaves no file behind', async () => {
+    const nf4Dir = join(root, 'nf4-for-convert');
+    await run(quantizeCommand(), ['--method', 'nf4', '--model', model, '--out', nf4Dir]);
+    const out = join(root, 'from-nf4.gguf');
+    await expect(run(convertCommand(), ['--model', nf4Dir, '--out', out])).rejects.toThrow(/holds 4-bit bitsandbytes \(nf4\/fp4\) weights, which GGUF has no tensor type for/);
+    expect(readdirSync(root).filter((f) => f.startsWith('from-nf4'))).toEqual([]);
+    // A run that fails after writing (here: the final name is taken by a directory) removes its partial file.
+    const blocked = join(root, 'blocked.gguf');
+    mkdirSync(blocked);
+    await expect(run(convertCommand(), ['--model', model, '--type', 'q8_0', '--out', blocked])).rejects.toThrow();
+    expect(readdirSync(root).filter((f) => f.startsWith('blocked.gguf'))).toEqual(['blocked.gguf']);
+  });
+
+  it('quantize --json has the same keys for every method', async () => {
+    const keys = async (method: string) => Object.keys(await run(quantizeCommand(), ['--method', method, '--model', model, '--out', join(root, `keys-${method}`)])).sort();
+    const int8 = await keys('int8');
+    expect(int8).toEqual(['bits_per_parameter', 'format', 'input_bytes', 'model', 'out', 'output_bytes', 'quantized_tensors', 'seconds']);
+    for (const m of ['int4', 'nf4', 'fp4']) expect(await keys(m)).toEqual(int8);
   });
 
   it('refuses an output name without .gguf', async () => {
