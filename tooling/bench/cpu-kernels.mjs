@@ -6,6 +6,12 @@
 //   pnpm --filter @lithe/core build
 //   node tooling/bench/cpu-kernels.mjs [--model /tmp/tinyllama-f16] [--json] [--quick]
 //        [--formats f32,f16,q8_0,q4_0,q4_1,q4_k,q6_k] [--no-matvec] [--no-decode] [--tokens 32] [--threads 2]
+//        [--rows 1,2,4,5,8,16] [--rows-formats q4_0,q8_0]
+//
+// Rows roofline (--rows): one linear over R activation rows, its weight streamed from memory (copies
+// cycled, as decoding reads it) and held in cache (one small copy, called again and again). The
+// in-cache time is the kernel's arithmetic alone, so in-cache(R) / streamed(1) bounds from below
+// what a forward over R rows can cost against one row, whatever the memory system does.
 //
 // Decoding covers f16, q8_0 and q4_0 (quantized as the model loads); the others are matvec only.
 //
@@ -29,6 +35,8 @@ const { values: opts } = parseArgs({
     'no-decode': { type: 'boolean', default: false },
     tokens: { type: 'string', default: '32' },
     threads: { type: 'string', default: '2' },
+    rows: { type: 'string' },
+    'rows-formats': { type: 'string', default: 'q4_0,q8_0' },
   },
 });
 const formats = opts.formats.split(',');
@@ -135,6 +143,45 @@ async function matvec() {
   return rows;
 }
 
+/**
+ * Per format: ms of one [2048 x 2048] linear over R rows, streamed (64 MB+ of copies) and in cache
+ * (one 1-2 MB copy: each of 2 threads reads half, inside its L2), on the wasm backend.
+ */
+async function rowsRoofline() {
+  const be = await WasmBackend.create({ threads: maxThreads });
+  const R = opts.rows.split(',').map(Number);
+  const [outF, inF] = [2048, 2048];
+  const out = [];
+  for (const format of opts['rows-formats'].split(',')) {
+    const bytes = encode(format, randn(outF * inF, 0.02));
+    const copies = Array.from({ length: Math.ceil((64 << 20) / bytes.length) }, () => be.upload(bytes, [outF, inF], format, 'weights'));
+    const row = { format, shape: [outF, inF], weightBytes: bytes.length, simd: be.simd, rows: [] };
+    for (const r of R) {
+      const x = be.upload(new Uint8Array(randn(r * inF, 1).buffer), [r, inF], 'f32', 'activations');
+      const y = be.allocate([r, outF], 'f32', 'activations');
+      // Alternated so that both see the same machine load.
+      const streamed = [];
+      const cached = [];
+      for (let k = 0; k < 5; k++) {
+        streamed.push(timeMatvec(be, copies, x, y, 1, 150));
+        cached.push(timeMatvec(be, copies.slice(0, 1), x, y, 1, 150));
+      }
+      row.rows.push({ rows: r, streamedMs: +(median(streamed) * 1e3).toFixed(3), cachedMs: +(median(cached) * 1e3).toFixed(3) });
+      x.dispose();
+      y.dispose();
+    }
+    for (const c of copies) c.dispose();
+    const one = row.rows[0].streamedMs;
+    for (const r of row.rows) Object.assign(r, { streamedVs1: +(r.streamedMs / one).toFixed(2), cachedVsStreamed1: +(r.cachedMs / one).toFixed(2) });
+    log(`\nrows roofline ${format} [${outF}x${inF}], wasm ${maxThreads}T ${be.simd} (vs: against R=1 streamed)`);
+    log('R    streamed ms  vs     in cache ms  vs (the floor)');
+    for (const r of row.rows) log(`${String(r.rows).padEnd(4)} ${r.streamedMs.toFixed(3).padStart(11)}  ${r.streamedVs1.toFixed(2).padStart(5)}x ${r.cachedMs.toFixed(3).padStart(11)}  ${r.cachedVsStreamed1.toFixed(2).padStart(5)}x`);
+    out.push(row);
+  }
+  await be.close();
+  return out;
+}
+
 /** Quantizes linear and lm_head weights as they load (the embedding stays in its file dtype). */
 const quantizeAtLoad = definePlugin((format) => ({
   name: `bench-${format}`,
@@ -195,6 +242,7 @@ const result = {
   machine: { cpu: cpus[0]?.model, logicalCores: cpus.length, node: process.version },
   ceilingGBps: CEILING_GBPS,
   llamaCpp: LLAMA_CPP,
+  rowsRoofline: opts.rows ? await rowsRoofline() : [],
   matvec: opts['no-matvec'] ? [] : await matvec(),
   decode: opts['no-decode'] ? [] : await decode(),
 };

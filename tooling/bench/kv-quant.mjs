@@ -6,7 +6,7 @@
 //
 // 1. torchao-style context sweep: a random model with TinyLlama's attention shape (22 layers, 32 query
 //    heads, 4 KV heads x 64, hidden 2048) and a reduced MLP and vocabulary, at contexts 1k..32k x
-//    {fp32 dense, int8, int4}: KV bytes, peak memory, decode tok/s at that context. The cache is
+//    {f16 dense (core's default), f32 dense, int8, int4}: KV bytes, peak memory, decode tok/s at that context. The cache is
 //    filled with synthetic keys and values (a model prefill of 32k tokens is O(S^2) and would take
 //    hours here); decode then runs the whole model over the filled cache.
 // 2. lmdeploy-style sessions: 1, 8, 16, 32 caches of 2048 tokens held at once, each running one token
@@ -14,7 +14,7 @@
 //    touched): KV bytes, peak memory, memory per additional session.
 // 3. The same byte formulas for Llama-2-7B (lmdeploy's 2048-token session) and Llama-3.1-8B at 128k
 //    (torchao), computed, not measured.
-// 4. Quality: perplexity of the tiny-brown fixture on its held-out text, fp vs int8 / int4.
+// 4. Quality: perplexity of the tiny-brown fixture on its held-out text, f16 / f32 vs int8 / int4.
 //
 // Each format runs in its own Node process so that the process peak RSS belongs to it.
 import { execFileSync } from 'node:child_process';
@@ -33,7 +33,8 @@ const has = (name) => argv.includes(`--${name}`);
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const MiB = 2 ** 20;
-const FORMATS = { fp32: null, int8: { bits: 8 }, int4: { bits: 4 } };
+// The baseline is core's dense cache in its default f16; f32 shows what it was before.
+const FORMATS = { f16: { dense: 'f16' }, f32: { dense: 'f32' }, int8: { bits: 8 }, int4: { bits: 4 } };
 
 // ---------------------------------------------------------------------------------------------
 // The random model: TinyLlama's attention shape, small MLP and vocabulary.
@@ -99,12 +100,12 @@ function randomModel(backend, config) {
 
 function makeCache(backend, config, capacity, format) {
   const spec = { backend, nLayers: config.nLayers, nKVHeads: config.nKVHeads, headDim: config.headDim, capacity };
-  return format ? new QuantizedKVCache(spec, kvQuantFormat(format)) : new DenseKVCache(spec);
+  return format.dense ? new DenseKVCache({ ...spec, dtype: format.dense }) : new QuantizedKVCache(spec, kvQuantFormat(format));
 }
 
 function setupBackend(format) {
   const backend = new CpuBackend();
-  if (format) backend.kernels.register('cpu', 'attention', attentionQuantized, { variant: kvQuantFormat(format).kind });
+  if (!format.dense) backend.kernels.register('cpu', 'attention', attentionQuantized, { variant: kvQuantFormat(format).kind });
   return backend;
 }
 
@@ -211,14 +212,15 @@ async function qualityTask() {
   const text = readFileSync(file, 'utf8');
   const rows = [];
   const variants = [
-    ['fp32', []],
+    ['f16', []],
+    ['f32', [], 'f32'],
     ['int8', [kvQuant({ bits: 8 })]],
     ['int4', [kvQuant({ bits: 4 })]],
     ['int8-sym', [kvQuant({ bits: 8, mode: 'symmetric' })]],
     ['int4-sym', [kvQuant({ bits: 4, mode: 'symmetric' })]],
   ];
-  for (const [name, plugins] of variants) {
-    const p = await createPipeline({ model, plugins, cacheSize: 512 });
+  for (const [name, plugins, kvDtype] of variants) {
+    const p = await createPipeline({ model, plugins, cacheSize: 512, kvDtype });
     const r = await p.perplexity(text, { context: 512 });
     const cache = p.createCache(512);
     rows.push({ format: name, perplexity: r.perplexity, tokens: r.tokens, kvBytes512: cache.bytes });
@@ -317,17 +319,17 @@ function printContexts(results, contexts, decodeTokens) {
   console.log(`\n## Context sweep (torchao-style): ${c.nLayers} layers x ${c.nKVHeads} KV heads x ${c.headDim}, ${c.nHeads} query heads, hidden ${c.hiddenSize}`);
   console.log(`random weights (MLP ${c.intermediateSize}, vocab ${c.vocabSize}); cache filled with synthetic K/V, then ${decodeTokens} decode steps through the whole model. MiB = 2^20 bytes.`);
   console.log('peak (tracked) = bytes the backend counted at its highest (weights + KV + activations); peak RSS = the process\'s max resident set.\n');
-  const fp = results.contexts.fp32;
+  const fp = results.contexts.f16;
   const rows = [];
   for (let i = 0; i < contexts.length; i++) {
     for (const name of Object.keys(FORMATS)) {
       const r = results.contexts[name][i];
-      const f16 = fp[i].kvBytes / 2;
+      const f16 = fp[i].kvBytes;
       rows.push([
-        name === 'fp32' ? `${contexts[i]}` : '',
+        name === 'f16' ? `${contexts[i]}` : '',
         name,
         mib(r.kvBytes),
-        name === 'fp32' ? `${mib(f16)} (f16)` : (r.kvBytes / f16).toFixed(3),
+        (r.kvBytes / f16).toFixed(3),
         r.kvPeakAtInit === r.kvBytes ? 'yes' : `no (${mib(r.kvPeakAtInit)})`,
         mib(r.trackedPeakBytes),
         mib(r.peakRss),
@@ -344,7 +346,7 @@ function printContexts(results, contexts, decodeTokens) {
     const kvSaved = fp[last].kvBytes - r.kvBytes;
     const peakSaved = fp[last].trackedPeakBytes - r.trackedPeakBytes;
     const rssSaved = fp[last].peakRss - r.peakRss;
-    console.log(`  ${name}: KV saves ${mib(kvSaved)} MiB vs fp32; tracked peak lower by ${mib(peakSaved)} MiB, peak RSS lower by ${mib(rssSaved)} MiB`);
+    console.log(`  ${name}: KV saves ${mib(kvSaved)} MiB vs f16; tracked peak lower by ${mib(peakSaved)} MiB, peak RSS lower by ${mib(rssSaved)} MiB`);
   }
 
 }
@@ -355,7 +357,7 @@ function printSessions(results, sessions, sessionSize) {
   for (let i = 0; i < sessions.length; i++) {
     for (const name of Object.keys(FORMATS)) {
       const r = results.sessions[name][i];
-      srows.push([name === 'fp32' ? `${sessions[i]}` : '', name, mib(r.kvBytes), mib(r.trackedPeakBytes), mib(r.peakRss)]);
+      srows.push([name === 'f16' ? `${sessions[i]}` : '', name, mib(r.kvBytes), mib(r.trackedPeakBytes), mib(r.peakRss)]);
     }
   }
   console.log(table(['sessions', 'cache', 'KV MiB', 'peak tracked MiB', 'peak RSS MiB'], srows));
@@ -387,7 +389,7 @@ function printQuality(results) {
     const base = results.quality[0].perplexity;
     console.log(
       table(
-        ['cache', 'perplexity', 'vs fp32', 'tokens', 'KV bytes (512 tokens)'],
+        ['cache', 'perplexity', 'vs f16', 'tokens', 'KV bytes (512 tokens)'],
         results.quality.map((r) => [r.format, r.perplexity.toFixed(4), `${((r.perplexity / base - 1) * 100).toFixed(3)}%`, r.tokens, r.kvBytes512]),
       ),
     );
