@@ -3,7 +3,9 @@
 //
 // 1. 1, 2, 4, 8, 16 concurrent streaming clients (one completion each, started together) against one
 //    server with --parallel 16: aggregate generated tok/s, TTFT p50/p99, inter-token latency
-//    p50/p99, errors and lost requests (neither a whole completion nor a clean error).
+//    p50/p99, errors and lost requests (neither a whole completion nor a clean error); from the
+//    server's /metrics, the batched steps of each level: mean batch size, mean model time per step,
+//    the model's mean idle gap before each step while requests ran (sampling, streaming and scheduling overhead) and the share of the wall time the model was busy.
 // 2. What batching can give on this backend at most: the time of one batched decode step of N rows
 //    against N steps of one row, measured in this process before the servers start.
 // 3. A multi-turn chat whose system prompt is about 1k tokens, against a server with prefix caching
@@ -15,7 +17,7 @@
 // Without --model it uses (and makes once) a random TinyLlama-shaped Q4_0 GGUF under
 // tooling/bench/.work (gitignored). Build first (pnpm build). The machine may be shared: the
 // numbers are noisy, compare the ratios within one run.
-/* global performance */
+/* global performance, fetch */
 import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
@@ -123,10 +125,25 @@ async function streamOne(client, i) {
   }
 }
 
-async function loadLevel(client, n) {
+/** The _sum and _count of the step histograms in the server's /metrics. */
+async function stepTotals(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const get = (name) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    steps: get('lithe_batch_step_seconds_count'),
+    modelS: get('lithe_batch_step_seconds_sum'),
+    gapS: get('lithe_batch_step_gap_seconds_sum'),
+    sequences: get('lithe_batch_size_sum'),
+  };
+}
+
+async function loadLevel(server, n) {
+  const before = await stepTotals(server.url);
   const t0 = performance.now();
-  const rs = await Promise.all(Array.from({ length: n }, (_, i) => streamOne(client, i)));
+  const rs = await Promise.all(Array.from({ length: n }, (_, i) => streamOne(server.client, i)));
   const wall = (performance.now() - t0) / 1000;
+  const after = await stepTotals(server.url);
+  const steps = after.steps - before.steps;
   const tokens = rs.reduce((s, r) => s + r.times.length, 0);
   const ttft = rs.filter((r) => r.times.length > 0).map((r) => r.times[0] - r.t0);
   const itl = rs.flatMap((r) => r.times.slice(1).map((t, k) => t - r.times[k]));
@@ -141,6 +158,11 @@ async function loadLevel(client, n) {
     itlP99Ms: round(pct(itl, 99)),
     errors: rs.filter((r) => r.outcome === 'error').length,
     lost: rs.filter((r) => r.outcome === 'lost').length,
+    steps,
+    meanBatch: steps ? round((after.sequences - before.sequences) / steps, 2) : null,
+    stepMs: steps ? round(((after.modelS - before.modelS) * 1000) / steps, 2) : null,
+    gapMs: steps ? round(((after.gapS - before.gapS) * 1000) / steps, 2) : null,
+    modelBusy: round((after.modelS - before.modelS) / wall, 2),
   };
 }
 
@@ -206,9 +228,9 @@ const report = { model: path.basename(model), maxTokens, steps: doLoad ? await s
 const batching = await startServer(model, ['--parallel', String(Math.max(...clientCounts)), '--max-queue', '64']);
 try {
   if (doLoad) {
-    await loadLevel(batching.client, 1); // warm-up: first-call allocations
+    await loadLevel(batching, 1); // warm-up: first-call allocations
     for (const n of clientCounts) {
-      const r = await loadLevel(batching.client, n);
+      const r = await loadLevel(batching, n);
       log(JSON.stringify(r));
       report.load.push(r);
     }
@@ -239,9 +261,11 @@ if (args.json) {
     console.log('decode rows | step ms | most batching can give (rows x 1-row step / step)');
     for (const r of report.steps) console.log(`${String(r.rows).padStart(11)} | ${String(r.stepMs).padStart(7)} | ${r.bound}x`);
     console.log('');
-    console.log('clients | tok/s  | vs 1  | TTFT p50 / p99 ms | inter-token p50 / p99 ms | errors | lost');
+    console.log('clients | tok/s  | vs 1  | TTFT p50 / p99 ms | inter-token p50 / p99 ms | errors | lost | mean batch | step ms | gap ms | model busy');
     for (const r of report.load) {
-      console.log(`${String(r.clients).padStart(7)} | ${String(r.tokPerS).padStart(6)} | ${String(r.vsOne).padStart(5)} | ${`${r.ttftP50Ms} / ${r.ttftP99Ms}`.padStart(17)} | ${`${r.itlP50Ms} / ${r.itlP99Ms}`.padStart(24)} | ${String(r.errors).padStart(6)} | ${r.lost}`);
+      console.log(
+        `${String(r.clients).padStart(7)} | ${String(r.tokPerS).padStart(6)} | ${String(r.vsOne).padStart(5)} | ${`${r.ttftP50Ms} / ${r.ttftP99Ms}`.padStart(17)} | ${`${r.itlP50Ms} / ${r.itlP99Ms}`.padStart(24)} | ${String(r.errors).padStart(6)} | ${String(r.lost).padStart(4)} | ${String(r.meanBatch).padStart(10)} | ${String(r.stepMs).padStart(7)} | ${String(r.gapMs).padStart(6)} | ${Math.round(r.modelBusy * 100)}%`,
+      );
     }
   }
   if (doChat) console.log(`\nmulti-turn chat, ~${systemTokens}-token system prompt, TTFT per turn (ms):`);

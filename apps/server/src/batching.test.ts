@@ -51,6 +51,12 @@ describe('continuous batching', () => {
     lp.token_logprobs!.forEach((v, i) => expect(v).toBeCloseTo(lpAlone.token_logprobs![i], 4));
     expect(together.map((c) => c.usage!.completion_tokens)).toEqual(requests.map((r) => r.max_tokens));
     expect(await batchedSteps(server.url)).toBeGreaterThan(before);
+    // Every step reports its model time and the model's idle gap before it.
+    const steps = await metric(server.url, 'lithe_batch_size_count');
+    expect(await metric(server.url, 'lithe_batch_step_seconds_count')).toBe(steps);
+    expect(await metric(server.url, 'lithe_batch_step_gap_seconds_count')).toBe(steps);
+    expect(await metric(server.url, 'lithe_batch_step_seconds_sum')).toBeGreaterThan(0);
+    expect(await metric(server.url, 'lithe_batch_step_gap_seconds_sum')).toBeGreaterThanOrEqual(0);
   });
 
   it('streams that join and leave mid-way keep their own output', async () => {

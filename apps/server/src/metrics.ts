@@ -5,6 +5,7 @@ const ITL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 const QUEUE_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128];
 const STEP_TOKEN_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+const STEP_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const E2E_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
 function labelText(labels: Record<string, string>): string {
@@ -77,6 +78,12 @@ export class ServerMetrics {
   readonly queueTime = new Histogram('lithe_request_queue_time_seconds', 'Time a request waited for a generation slot (admission).', QUEUE_BUCKETS);
   readonly batchSize = new Histogram('lithe_batch_size', 'Generations in each batched model step (decode rows and prefill chunks together).', BATCH_BUCKETS);
   readonly stepTokens = new Histogram('lithe_batch_step_tokens', 'New tokens in each batched model step.', STEP_TOKEN_BUCKETS);
+  readonly stepTime = new Histogram('lithe_batch_step_seconds', 'Model time of each batched step: the forward over every row and reading its logits back.', STEP_SECONDS_BUCKETS);
+  readonly stepGap = new Histogram(
+    'lithe_batch_step_gap_seconds',
+    'Time the model sat idle before each batched step while generations were running: sampling, streaming and scheduling between steps.',
+    STEP_SECONDS_BUCKETS,
+  );
   readonly e2e = new Histogram('lithe_e2e_request_latency_seconds', 'Time from request arrival to the end of its generation.', E2E_BUCKETS);
 
   constructor(private readonly modelId: string) {}
@@ -123,7 +130,7 @@ export class ServerMetrics {
     for (const [status, n] of this.refused) refused.push(`lithe_requests_refused_total${labelText({ ...model, status: String(status) })} ${n}`);
     const aborted = ['# HELP lithe_requests_aborted_waiting_total Requests whose client went away while they waited for a slot, by endpoint.', '# TYPE lithe_requests_aborted_waiting_total counter'];
     for (const [endpoint, n] of this.abortedWaiting) aborted.push(`lithe_requests_aborted_waiting_total${labelText({ ...model, endpoint })} ${n}`);
-    blocks.push(finished.join('\n'), refused.join('\n'), aborted.join('\n'), this.ttft.render(model), this.itl.render(model), this.queueTime.render(model), this.batchSize.render(model), this.stepTokens.render(model), this.e2e.render(model));
+    blocks.push(finished.join('\n'), refused.join('\n'), aborted.join('\n'), this.ttft.render(model), this.itl.render(model), this.queueTime.render(model), this.batchSize.render(model), this.stepTokens.render(model), this.stepTime.render(model), this.stepGap.render(model), this.e2e.render(model));
     return blocks.join('\n') + '\n';
   }
 }

@@ -4,7 +4,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
-import type { Pipeline } from '@lithe/core';
+import type { BatchStepInfo, Pipeline } from '@lithe/core';
 import { answerOnSocket, clientErrorToOpenAI } from './client-errors.js';
 import { allowedOrigin, type CorsOrigins } from './cors.js';
 import { isLoopbackHostHeader, isLoopbackName } from './host-check.js';
@@ -277,9 +277,11 @@ export function createServer(options: CreateServerOptions): FastifyInstance {
     p.caches.maxCaches = prefix ? sessions : state.scheduler.capacity;
     p.caches.trim();
     metrics.kv = () => ({ inUse: p.caches.bytesInUse, held: p.caches.bytes, budget, sessions });
-    const onBatch = ({ sequences, rows }: { sequences: number; rows: number }) => {
+    const onBatch = ({ sequences, rows, ms, gapMs }: BatchStepInfo) => {
       metrics.batchSize.observe(sequences);
       metrics.stepTokens.observe(rows);
+      metrics.stepTime.observe(ms / 1000);
+      metrics.stepGap.observe(gapMs / 1000);
     };
     p.on('batch', onBatch);
     stopObserving = () => p.off('batch', onBatch);

@@ -75,6 +75,9 @@ export class BatchScheduler implements ModelRunner {
   private running = false;
   private scheduled = false;
   private logitsOut = new Float32Array(0);
+  /** When the last step ended, and when the running generations' first one joined: the gaps between steps. */
+  private lastStepEnd = 0;
+  private busySince = 0;
   private readonly stepTokens: number;
   private readonly waitTurns: number;
 
@@ -95,6 +98,7 @@ export class BatchScheduler implements ModelRunner {
 
   /** A generation starts; call the returned function when it ends. */
   join(): () => void {
+    if (this.active === 0) this.busySince = performance.now();
     this.active++;
     let left = false;
     return () => {
@@ -210,6 +214,9 @@ export class BatchScheduler implements ModelRunner {
     const { model } = this;
     const b = model.backend;
     const t0 = performance.now();
+    // The model sat idle since the last step while generations were running: their sampling,
+    // detokenizing and streaming between steps, and the scheduler's turns waiting for them.
+    const gapMs = Math.max(0, t0 - Math.max(this.lastStepEnd, this.busySince));
     const seqs = batch.map((p) => ({ ids: p.ids, cache: p.r.cache, logits: !p.last ? ('none' as const) : p.r.logits === 'all' ? ('all' as const) : ('last' as const) }));
     const logits = model.forwardBatch(seqs);
     // Row of each request's logits in the batch output.
@@ -229,7 +236,8 @@ export class BatchScheduler implements ModelRunner {
       if (!solo && this.logitsOut.length < logits.size) this.logitsOut = new Float32Array(logits.size);
       all = (await b.read(logits, solo ?? this.logitsOut.subarray(0, logits.size))) as Float32Array;
     }
-    this.opts.onStep?.({ sequences: batch.length, rows: batch.reduce((n, p) => n + p.ids.length, 0), prefillChunks: batch.length - done.length, ms: performance.now() - t0 });
+    this.lastStepEnd = performance.now();
+    this.opts.onStep?.({ sequences: batch.length, rows: batch.reduce((n, p) => n + p.ids.length, 0), prefillChunks: batch.length - done.length, ms: this.lastStepEnd - t0, gapMs });
     batch.forEach((p, i) => {
       const { r } = p;
       r.done += p.ids.length;

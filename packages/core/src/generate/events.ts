@@ -46,7 +46,14 @@ export interface BatchStepInfo {
   rows: number;
   /** Of `sequences`, those that ran a prefill chunk that is not their prompt's last. */
   prefillChunks: number;
+  /** The step's model time: the batched forward and reading its logits back. */
   ms: number;
+  /**
+   * How long the model sat idle before this step while generations were running: since the previous
+   * step ended, or since the first of them joined. The per-step overhead outside the model: sampling,
+   * detokenizing and streaming between steps, and the scheduler's turns waiting for generations.
+   */
+  gapMs: number;
 }
 
 /** eventemitter3 events of a pipeline, for observers (progress, metrics, logs). */

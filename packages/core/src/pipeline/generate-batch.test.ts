@@ -115,8 +115,8 @@ describe(`generateBatch gives each sequence what it gives alone (seed ${rng.seed
     // Steps of at most 16 new tokens; an f32 cache so that chunk boundaries cannot round differently.
     const p = await createPipeline({ model: tiny.files, backend: new CpuBackend(), cacheSize: 160, maxChunk: 16, kvDtype: 'f32' });
     pipelines.push(p);
-    const steps: { sequences: number; rows: number; prefillChunks: number }[] = [];
-    p.on('batch', ({ sequences, rows, prefillChunks }) => steps.push({ sequences, rows, prefillChunks }));
+    const steps: { sequences: number; rows: number; prefillChunks: number; ms: number; gapMs: number }[] = [];
+    p.on('batch', ({ sequences, rows, prefillChunks, ms, gapMs }) => steps.push({ sequences, rows, prefillChunks, ms, gapMs }));
     const long = Array.from({ length: 90 }, (_, i) => 1 + ((rng.seed + i * 7919) % 200));
     const opts: GenerateOptions[] = [
       { temperature: 0.9, seed: 3, maxTokens: 24, stopOnEos: false },
@@ -125,6 +125,7 @@ describe(`generateBatch gives each sequence what it gives alone (seed ${rng.seed
     ];
     const solo = [await p.generate(PROMPTS[0], opts[0]).result, await p.generate(PROMPTS[1], opts[1]).result, await p.generate(long, opts[2]).result];
     steps.length = 0;
+    const t0 = performance.now();
     const [a, b] = [p.generate(PROMPTS[0], opts[0]), p.generate(PROMPTS[1], opts[1])];
     let late: Promise<unknown> | null = null;
     const consume = async (g: typeof a) => {
@@ -133,6 +134,10 @@ describe(`generateBatch gives each sequence what it gives alone (seed ${rng.seed
     };
     const together = await Promise.all([consume(a), consume(b)]);
     const third = await late!;
+    // A step's model time and the idle gap before it never overlap another step's: together they fit in the wall time.
+    const wall = performance.now() - t0;
+    expect(steps.every((s) => s.ms > 0 && s.gapMs >= 0)).toBe(true);
+    expect(steps.reduce((n, s) => n + s.ms + s.gapMs, 0)).toBeLessThanOrEqual(wall + 1);
     expect(together.map((r) => r.tokenIds)).toEqual([solo[0].tokenIds, solo[1].tokenIds]);
     expect((third as typeof solo[2]).tokenIds).toEqual(solo[2].tokenIds);
     // No step ran more than 16 tokens: the 90-token prompt took at least 5 chunks, most of them in
