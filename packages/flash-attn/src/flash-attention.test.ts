@@ -2,7 +2,8 @@
  * The plugin end to end on the tiny-brown fixture (a trained model): greedy tokens identical to
  * core's attention and perplexity within 1e-4 relative on the wasm backend, and the one-line notice
  * where the flash kernels cannot serve (the CPU backend, a cache kind with only its own kernel); with
- * kv-quant's int8 cache, greedy tokens and perplexity match kv-quant's own kernel.
+ * kv-quant's int8 cache, on wasm and on WebGPU, greedy tokens and perplexity match kv-quant's own
+ * kernel.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +49,16 @@ async function pipeline(backend: 'cpu' | WasmBackend | WebGpuBackend, plugins: L
   const p = await createPipeline({ model: fixture, backend, plugins, cacheSize: 1024, kvDtype });
   open.push(p);
   return p;
+}
+
+/** A WebGPU backend (Dawn's software adapter where there is no GPU), or null where none can be had (CI fails). */
+async function webgpu(): Promise<WebGpuBackend | null> {
+  try {
+    return await WebGpuBackend.create();
+  } catch (e) {
+    if (process.env.CI) throw e;
+    return null;
+  }
 }
 
 describe.skipIf(!haveFixture)('flashAttention() on tiny-brown', () => {
@@ -127,6 +138,47 @@ describe.skipIf(!haveFixture)('flashAttention() on tiny-brown', () => {
     const b = await pipeline(await WasmBackend.create({ threads: 2 }), [kvQuant({ bits: 8 }), flashAttention()]);
     const [pa, pb] = [(await a.perplexity(text, { context: 512 })).perplexity, (await b.perplexity(text, { context: 512 })).perplexity];
     console.log(`tiny-brown perplexity, wasm, int8 cache: kv-quant's kernel ${pa}, flash ${pb}`);
+    expect(Number.isFinite(pa)).toBe(true);
+    expect(Math.abs(pb / pa - 1)).toBeLessThanOrEqual(1e-4);
+  });
+
+  it('with kvQuant({ bits: 8 }) in either order on WebGPU, flash reads the int8 cache: greedy tokens identical to kv-quant\'s kernel', { timeout: 300_000 }, async (t) => {
+    const gpu = await webgpu();
+    if (!gpu) return t.skip();
+    const opts = { temperature: 0, maxTokens: 16, stopOnEos: false };
+    const a = await pipeline(gpu, [kvQuant({ bits: 8 })]);
+    const ra = await a.generate(PROMPT, opts).result;
+    for (const order of ['kv-quant first', 'flash-attn first']) {
+      const lines: string[] = [];
+      const plugins = [kvQuant({ bits: 8 }), flashAttention({ warn: (m) => lines.push(m) })];
+      const b = await pipeline((await webgpu())!, order === 'kv-quant first' ? plugins : plugins.reverse());
+      const dispatches = vi.spyOn(WebGpuBackend.prototype, 'dispatch');
+      const rb = await b.generate(PROMPT, opts).result;
+      // Every layer of the prefill and of each decode step ran the flash tiles on the int8 codes.
+      const keys = dispatches.mock.calls.map(([spec]) => spec.key);
+      dispatches.mockRestore();
+      expect(keys.filter((k) => k === 'flash-attn:tiles:q8a'), order).toHaveLength(b.model.config.nLayers * 16);
+      expect(keys.filter((k) => k.startsWith('kv-quant:attention')), order).toEqual([]);
+      expect(lines, order).toEqual([]);
+      expect(rb.tokenIds, order).toEqual(ra.tokenIds);
+    }
+  });
+
+  it('with kvQuant({ bits: 8 }) on WebGPU, perplexity within 1e-4 relative of kv-quant\'s kernel', { timeout: 300_000 }, async (t) => {
+    const gpu = await webgpu();
+    if (!gpu) return t.skip();
+    const full = readFileSync(heldOut, 'utf8');
+    const text = full.slice(0, full.indexOf('\n', full.length / 8));
+    const a = await pipeline(gpu, [kvQuant({ bits: 8 })]);
+    const b = await pipeline((await webgpu())!, [kvQuant({ bits: 8 }), flashAttention()]);
+    const pa = (await a.perplexity(text, { context: 512 })).perplexity;
+    const dispatches = vi.spyOn(WebGpuBackend.prototype, 'dispatch');
+    const pb = (await b.perplexity(text, { context: 512 })).perplexity;
+    const keys = dispatches.mock.calls.map(([spec]) => spec.key);
+    dispatches.mockRestore();
+    expect(keys).toContain('flash-attn:tiles:q8a');
+    expect(keys.filter((k) => k.startsWith('kv-quant:attention'))).toEqual([]);
+    console.log(`tiny-brown perplexity, WebGPU, int8 cache: kv-quant's kernel ${pa}, flash ${pb}`);
     expect(Number.isFinite(pa)).toBe(true);
     expect(Math.abs(pb / pa - 1)).toBeLessThanOrEqual(1e-4);
   });

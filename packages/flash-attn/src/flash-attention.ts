@@ -20,11 +20,12 @@ export const FLASH_BACKENDS = ['wasm', 'webgpu'] as const;
  * ```
  *
  * The kernels take exactly core's inputs (f32 or f16 dense cache, GQA, sliding window, LCKV's
- * masked diagonal) and give the same results to f32 rounding. On wasm they also read any
+ * masked diagonal) and give the same results to f32 rounding. On both backends they also read any
  * block-quantized layer (`KVCacheLayer.quantized`: kv-quant's int8 / int4 caches), dequantizing each
- * key block in the tile, whichever order the plugins are listed in. Where they cannot serve
- * (another backend, a cache kind with neither dense nor quantized tensors, a head size that is not
- * a multiple of 4) core's or that cache's kernel runs instead, and the plugin says so once.
+ * block of keys and values as the tile loads it, whichever order the plugins are listed in. Where
+ * they cannot serve (another backend, a cache kind with neither dense nor quantized tensors, a head
+ * size that is not a multiple of 4 on wasm or above 256 on WebGPU) core's or that cache's kernel
+ * runs instead, and the plugin says so once.
  */
 export const flashAttention = definePlugin((options: FlashAttentionOptions | void) => {
   const warn = (options && options.warn) || ((m: string) => console.warn(m));
@@ -71,6 +72,12 @@ export const flashAttention = definePlugin((options: FlashAttentionOptions | voi
           notice(why ? `the wasm flash kernel cannot read ${why}` : 'the flash kernels were not loaded on this wasm backend (the plugin was set up on another)');
           kindKernel(q, cache)(q, cache, p, out);
         },
+        webgpu: (q, cache, p, out) => {
+          const why = webGpuFlashUnsupported(q, cache, p, out);
+          if (!why) return attentionFlashWebGpu(q, cache, p, out);
+          notice(`the WebGPU flash kernel cannot read ${why}`);
+          kindKernel(q, cache)(q, cache, p, out);
+        },
       },
     },
     wrapDecode: (next, ctx) => (state) => {
@@ -78,7 +85,7 @@ export const flashAttention = definePlugin((options: FlashAttentionOptions | voi
       if (!noticed && cache.kind !== 'dense' && cache.nLayers > 0) {
         const quantized = cache.layer(0).quantized !== undefined;
         if (!quantized) notice(`the '${cache.kind}' KV cache brings its own attention kernel (flash kernels read dense f32 / f16 and block-quantized int8 / int4 caches)`);
-        else if (ctx.backend.name !== 'wasm') notice(`no ${ctx.backend.name} flash kernel reads the quantized '${cache.kind}' cache yet (wasm only); its own kernel runs`);
+        else if (!(FLASH_BACKENDS as readonly string[]).includes(ctx.backend.name)) notice(`no ${ctx.backend.name} flash kernel reads the quantized '${cache.kind}' cache (flash kernels: ${FLASH_BACKENDS.join(', ')}); its own kernel runs`);
       }
       return next(state);
     },

@@ -5,7 +5,9 @@
 // the online softmax per vector, and accumulates P·V into the invocation's share of the M × D
 // outputs (kept in registers). One chunk: the tile writes normalized rows; several (split-K
 // decode): (m, l, acc) per vector and chunk, merged by COMBINE_WGSL. f16 caches are bound as u32
-// words of two halves and unpacked (no shader-f16 needed).
+// words of two halves and unpacked (no shader-f16 needed); block-quantized caches (kv-quant's
+// int8 / int4 codes with f16 scales and zeros) are bound as u32 words too and dequantized as the
+// block is loaded, so everything past the load is the same shader for every cache kind.
 
 /** Floats of each shared tile (q, K, V): M × D and BK × D must fit. */
 export const TILE_FLOATS = 2048;
@@ -14,17 +16,47 @@ export const SCORE_FLOATS = 1024;
 /** Most outputs per invocation: TILE_FLOATS / 64. */
 const ACC = TILE_FLOATS / 64;
 
-const KV_LOAD = {
-  f32: /* wgsl */ `fn kload(i: u32) -> f32 { return ld_keys(i); }
-fn vload(i: u32) -> f32 { return ld_values(i); }`,
-  f16: /* wgsl */ `fn kload(i: u32) -> f32 { return unpack2x16float(ld_keys(i >> 1u))[i & 1u]; }
-fn vload(i: u32) -> f32 { return unpack2x16float(ld_values(i >> 1u))[i & 1u]; }`,
+/** How the tile reads the cache: dense f32 / f16, or int8 / int4 codes, asymmetric or symmetric. */
+export type WebGpuFlashKind = 'f32' | 'f16' | 'q8a' | 'q8s' | 'q4a' | 'q4s';
+
+/** WGSL: code `e` (0-based within its 32-bit word) as f32; little-endian, low nibble first. */
+const CODE_OF = {
+  q8a: 'f32((w >> (8u * e)) & 255u)',
+  q8s: 'f32(bitcast<i32>(w << (24u - 8u * e)) >> 24u)',
+  q4a: 'f32((w >> (4u * e)) & 15u)',
+  q4s: 'f32(bitcast<i32>(w << (28u - 4u * e)) >> 28u)',
 } as const;
+
+/**
+ * `fn <fn>(j, g, d) -> f32`: element d of KV head g at cache position j. Offsets in Params are in
+ * the binding's own units: f32 / halves for dense caches, codes (bytes or nibbles) and halves
+ * for quantized ones. Quantized rows dequantize as x = c·scale − zero·scale (asymmetric; the zero
+ * itself where the scale is 0, a constant row) or c·scale (symmetric), kv-quant's formula.
+ */
+function loadFn(kind: WebGpuFlashKind, fn: string, codes: string, off: string, params: string): string {
+  const at = `p.${off} + j * p.kvWidth + g * p.D + d`;
+  if (kind === 'f32') return `fn ${fn}(j: u32, g: u32, d: u32) -> f32 { return ld_${codes}(${at}); }`;
+  if (kind === 'f16') return `fn ${fn}(j: u32, g: u32, d: u32) -> f32 { let i = ${at}; return unpack2x16float(ld_${codes}(i >> 1u))[i & 1u]; }`;
+  const per = kind.startsWith('q8') ? 4 : 8;
+  const asym = kind.endsWith('a');
+  return `fn ${fn}(j: u32, g: u32, d: u32) -> f32 {
+  let n = ${at};
+  let w = ld_${codes}(n / ${per}u);
+  let e = n % ${per}u;
+  let c = ${CODE_OF[kind]};
+  let u = p.${params} + (j * p.nKV + g) * ${asym ? 2 : 1}u;
+  let a = unpack2x16float(ld_${params}(u >> 1u))[u & 1u];
+  ${asym ? `let z = unpack2x16float(ld_${params}((u + 1u) >> 1u))[(u + 1u) & 1u];
+  return select(c * a - z * a, z, a == 0.0);` : 'return c * a;'}
+}`;
+}
+
+const kvLoad = (kind: WebGpuFlashKind) => `${loadFn(kind, 'kload', 'keys', 'k', 'kp')}\n${loadFn(kind, 'vload', 'values', 'v', 'vp')}`;
 
 const NEG = '-3.402823e38';
 
-export const flashWgsl = (kv: keyof typeof KV_LOAD) => /* wgsl */ `
-struct Params { rows: u32, nHeads: u32, nKV: u32, D: u32, startPos: u32, window: u32, kvWidth: u32, q: u32, k: u32, v: u32, o: u32, scale: f32, noDiag: u32, M: u32, BK: u32, chunkLen: u32, nChunks: u32, parts: u32, nwgx: u32 }
+export const flashWgsl = (kind: WebGpuFlashKind) => /* wgsl */ `
+struct Params { rows: u32, nHeads: u32, nKV: u32, D: u32, startPos: u32, window: u32, kvWidth: u32, q: u32, k: u32, v: u32, o: u32, scale: f32, noDiag: u32, M: u32, BK: u32, chunkLen: u32, nChunks: u32, parts: u32, nwgx: u32, kp: u32, vp: u32 }
 
 var<workgroup> qs: array<f32, ${TILE_FLOATS}>;
 var<workgroup> ks: array<f32, ${TILE_FLOATS}>;
@@ -33,7 +65,7 @@ var<workgroup> sc: array<f32, ${SCORE_FLOATS}>;
 var<workgroup> mrow: array<f32, 64>;
 var<workgroup> lrow: array<f32, 64>;
 var<workgroup> crow: array<f32, 64>;
-${KV_LOAD[kv]}
+${kvLoad(kind)}
 
 // Positions row t attends to: [lo, hi] (signed: hi is -1 for a first row with noDiag).
 fn row_lo(t: u32) -> i32 {
@@ -79,13 +111,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let hiT = row_hi((v0 + Mt - 1u) / group);
   let js = loT + i32(c * p.chunkLen);
   let je = min(hiT, js + i32(p.chunkLen) - 1);
-  let kvo = g * D;
   for (var j0 = js; j0 <= je; j0 += i32(BK)) {
     let nb = u32(min(i32(BK), je - j0 + 1));
     for (var idx = tid; idx < nb * D; idx += 64u) {
-      let at = (u32(j0) + idx / D) * p.kvWidth + kvo + idx % D;
-      ks[idx] = kload(p.k + at);
-      vs[idx] = vload(p.v + at);
+      let j = u32(j0) + idx / D;
+      ks[idx] = kload(j, g, idx % D);
+      vs[idx] = vload(j, g, idx % D);
     }
     workgroupBarrier();
     for (var idx = tid; idx < Mt * BK; idx += 64u) {
