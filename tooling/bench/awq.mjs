@@ -6,7 +6,7 @@
 //
 //   pnpm turbo run build --filter @lithe/bench... && node tooling/bench/awq.mjs
 //        [--model tooling/fixtures/models/tiny-brown] [--calibration tooling/fixtures/data/brown-calibration.txt]
-//        [--text heldout-docs|FILE] [--samples 32] [--seq-len 256] [--search-samples 4]
+//        [--text heldout-docs|FILE] [--samples 32] [--seq-len 256] [--search-samples 4] [--duo] [--no-clip]
 //        [--context 256] [--max-tokens N] [--groups 32,64,128] [--no-gptq] [--backend wasm|cpu] [--json] [--save out.json]
 //
 // The seven linears of every block are quantized; embeddings, the final norm and the (tied)
@@ -38,6 +38,8 @@ const { values: args } = parseArgs({
     // The scale search scores each α by the block's output on this many of the windows (the
     // statistics use them all): 20 block forwards per group, so it sets the quantization time.
     'search-samples': { type: 'string', default: '4' },
+    duo: { type: 'boolean', default: false },
+    'no-clip': { type: 'boolean', default: false },
     context: { type: 'string', default: '256' },
     'max-tokens': { type: 'string' },
     groups: { type: 'string', default: '32,64,128' },
@@ -150,7 +152,7 @@ try {
       log(`${name} ...`);
       const out = join(work, name.replace(/\W+/g, '-'));
       const t0 = performance.now();
-      const r = await quantize(args.model, out, method === 'gptq' ? { method, bits: 4, groupSize, ...calib } : { method, groupSize, searchSamples: Number(args['search-samples']), ...calib });
+      const r = await quantize(args.model, out, method === 'gptq' ? { method, bits: 4, groupSize, ...calib } : { method, groupSize, searchSamples: Number(args['search-samples']), duoScaling: method === 'awq' && args.duo, clip: !args['no-clip'], ...calib });
       const quantizeSeconds = (performance.now() - t0) / 1000;
       const plugin = method === 'gptq' ? gptq({ groupSize }) : awq({ groupSize });
       const row = { row: name, method, groupSize, bytesPerParameter: r.bitsPerParameter / 8, quantizeSeconds, alpha: method === 'awq' ? r.blocks.map((b) => b.alpha) : null, ...(await measure(out, [plugin])) };

@@ -8,7 +8,7 @@ import { afterAll } from 'vitest';
 import { AWQ_GROUPS, canScale, foldScales } from './fold.js';
 import { awqQuantize, fakeQuantize } from './quantizer.js';
 import { awqQuantizeModel, type AwqBlockReport } from './quantize-model.js';
-import { activationScales, InputStats, scaledFakeQuantize, searchClip } from './search.js';
+import { activationScales, InputStats, scaledFakeQuantize, searchClip, weightMeans } from './search.js';
 
 const rng = freshRng();
 const root = await mkdtemp(join(tmpdir(), 'lithe-awq-search-'));
@@ -55,6 +55,31 @@ describe(`AWQ's quantizer and searches (seed ${rng.seed})`, () => {
     for (let i = 0; i < 64; i++) expect(s[i] / s[0]).toBeCloseTo(Math.sqrt(mean[i] / mean[0]), 4);
     const w = Float32Array.from({ length: 8 * 64 }, () => rng.normal());
     expect(Array.from(scaledFakeQuantize(w, 8, 64, 32, activationScales(mean, 0)))).toEqual(Array.from(fakeQuantize(w, 8, 64, 32)));
+  });
+
+  it("duo scaling divides by the weights' group-normalised mean |w|^(1−α), over every linear of the group", () => {
+    const inF = 64;
+    const G = 16;
+    const ws = [3, 5].map((outF) => ({ outF, w: Float32Array.from({ length: outF * inF }, () => rng.normal()) }));
+    const wMean = weightMeans(ws, inF, G);
+    // Direct: each weight over its (row, group)'s max |w|, averaged over all 8 rows.
+    for (let i = 0; i < inF; i++) {
+      let sum = 0;
+      for (const { w, outF } of ws) {
+        for (let o = 0; o < outF; o++) {
+          const g = Math.floor(i / G) * G;
+          const max = Math.max(...Array.from(w.subarray(o * inF + g, o * inF + g + G), Math.abs));
+          sum += Math.abs(w[o * inF + i]) / max;
+        }
+      }
+      expect(wMean[i]).toBeCloseTo(sum / 8, 5);
+    }
+    const mean = Float64Array.from({ length: inF }, () => 0.1 + rng.uniform() * 5);
+    const s = activationScales(mean, 0.3, wMean);
+    for (let i = 0; i < inF; i++) {
+      const want = (j: number) => mean[j] ** 0.3 / (wMean[j] ** 0.7 + 1e-4);
+      expect(s[i] / s[0]).toBeCloseTo(want(i) / want(0), 4);
+    }
   });
 
   it("the clip search's error is each group's output error on the calibration rows, and it never loses to no clip", () => {

@@ -1,7 +1,7 @@
 import { calibrate, linearName, DenseLinear, GroupedIntLinear, INPUT_OF, LINEAR_SLOTS, packGroupedCodes, type BlockCalibrator, type BlockProbe, type LinearInput, type LinearModule, type LinearSlot, type LlamaLayer, type LlamaModel } from '@lithe/core';
 import { AWQ_GROUPS, canScale, denseOf, foldScales, GROUP_SLOTS, type AwqGroup } from './fold.js';
 import { awqQuantize, checkGroupSize, type AwqQuantized } from './quantizer.js';
-import { activationScales, ALPHA_GRID, InputStats, scaledFakeQuantize, searchClip } from './search.js';
+import { activationScales, ALPHA_GRID, InputStats, scaledFakeQuantize, searchClip, weightMeans } from './search.js';
 
 export interface AwqOptions {
   /** Inputs per scale and zero point (default 128; 64 and 32 too). */
@@ -12,6 +12,11 @@ export interface AwqOptions {
   searchSamples?: number;
   /** Run the clip search (default true). */
   clip?: boolean;
+  /**
+   * Duo scaling (AutoAWQ's default): scales from the activations and the weights,
+   * mean|x|^α / mean|ŵ|^(1−α), instead of mean|x|^α alone (llm-awq's). Default false.
+   */
+  duoScaling?: boolean;
   /** After each block: what the search chose. */
   onBlock?: (report: AwqBlockReport, done: number, total: number) => void;
   /** After each linear is quantized: its HF prefix, the result, and its bias as folded (null: none). */
@@ -60,23 +65,26 @@ const weightOf = (m: DenseLinear) => (m.weight.handle as Float32Array).subarray(
  * by Q(W·diag(s))·diag(1/s) while the rest of the block stays full precision, scored by the MSE of
  * the block's output against the full-precision one.
  */
-function searchGroup(model: LlamaModel, layer: LlamaLayer, l: number, group: AwqGroup, meanAbs: Float64Array, probe: BlockProbe, windows: number, ref: Float32Array, groupSize: number) {
+function searchGroup(model: LlamaModel, layer: LlamaLayer, l: number, group: AwqGroup, meanAbs: Float64Array, probe: BlockProbe, windows: number, ref: Float32Array, groupSize: number, duo: boolean) {
   const slots = GROUP_SLOTS[group];
   const dense = slots.map((slot) => denseOf(layer[slot], `block ${l}'s ${slot}`));
   const out = new Float32Array(ref.length);
-  let best = { alpha: 0, loss: Infinity, s: activationScales(meanAbs, 0) };
+  const wMean = duo ? weightMeans(dense.map((m) => ({ w: weightOf(m), outF: m.outFeatures })), dense[0].inFeatures, groupSize) : undefined;
+  let best = { alpha: 0, loss: Infinity, s: activationScales(meanAbs, 0, wMean) };
   let rtn = 0;
+  // Round-to-nearest's loss, for the report: α = 0, or with duo scaling (where α = 0 still scales by the weights) no scales at all.
+  const candidates: (number | null)[] = wMean ? [null, ...ALPHA_GRID] : [...ALPHA_GRID];
   try {
-    for (const alpha of ALPHA_GRID) {
-      const s = activationScales(meanAbs, alpha);
+    for (const alpha of candidates) {
+      const s = alpha === null ? new Float32Array(meanAbs.length).fill(1) : activationScales(meanAbs, alpha, wMean);
       slots.forEach((slot, k) => {
         const m = dense[k];
         layer[slot] = new DenseLinear(m.name, model.backend, upload(model, scaledFakeQuantize(weightOf(m), m.outFeatures, m.inFeatures, groupSize, s), m.weight.shape), m.bias);
       });
       try {
         const loss = mse(probe.run(windows, out), ref);
-        if (alpha === 0) rtn = loss;
-        if (loss < best.loss) best = { alpha, loss, s };
+        if (alpha === (wMean ? null : 0)) rtn = loss;
+        if (alpha !== null && loss < best.loss) best = { alpha, loss, s };
       } finally {
         slots.forEach((slot, k) => {
           (layer[slot] as DenseLinear).weight.dispose();
@@ -144,7 +152,7 @@ export async function awqQuantizeModel(model: LlamaModel, windows: readonly Int3
             if (!canScale(layer, group)) continue;
             const st = stats.get(GROUP_INPUT[group]);
             if (!st) throw new Error(`awq: block ${l}'s ${group} saw no calibration input`);
-            const r = searchGroup(model, layer, l, group, st.meanAbs(), probe, searchWindows, ref, groupSize);
+            const r = searchGroup(model, layer, l, group, st.meanAbs(), probe, searchWindows, ref, groupSize, options.duoScaling ?? false);
             report.alpha[group] = r.alpha;
             report.loss[group] = { rtn: r.rtn, best: r.loss };
             found.set(group, r.s);

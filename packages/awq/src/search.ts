@@ -2,10 +2,12 @@
  * AWQ's two searches, as AutoAWQ runs them (awq/quantize/quantizer.py), on statistics of the
  * calibration inputs:
  *
- * - scales: for α on a grid of 20 (0, 0.05, …, 0.95), s = mean|x|^α per input channel, normalised
+ * - scales: for α on a grid of 20 (0, 0.05, …, 0.95), s = mean|x|^α per input channel (or, with
+ *   duo scaling, mean|x|^α / mean|ŵ|^(1−α), ŵ the weights over their group's max |w|), normalised
  *   by √(max s · min s); W·diag(s) is quantized and x / s fed to it (the 1/s is folded into the
  *   producer, fold.ts), so channels with large activations keep more precision. The caller scores
- *   each α by the block's output (quantize-model.ts); α = 0 is plain round-to-nearest.
+ *   each α by the block's output (quantize-model.ts); α = 0 without duo scaling is plain
+ *   round-to-nearest.
  * - clip: per (output row, group), the max |w| shrunk over 1, 0.95, …, 0.55; the one whose
  *   quantized group gives the smallest output error on the calibration inputs is kept. The error
  *   of a group is exact over every calibration row: dᵀ·H_g·d with d the weight error and H_g the
@@ -61,13 +63,17 @@ export class InputStats {
   }
 }
 
-/** s = max(mean|x|^α, 1e-4), normalised by √(max s · min s) (AutoAWQ without duo scaling). */
-export function activationScales(meanAbs: ArrayLike<number>, alpha: number): Float32Array {
+/**
+ * s = max(mean|x|^α, 1e-4), or with `wMean` (duo scaling) max(mean|x|^α / (wMean^(1−α) + 1e-4), 1e-4),
+ * normalised by √(max s · min s), as AutoAWQ computes them.
+ */
+export function activationScales(meanAbs: ArrayLike<number>, alpha: number, wMean?: ArrayLike<number>): Float32Array {
   const s = new Float32Array(meanAbs.length);
   let max = 0;
   let min = Infinity;
   for (let i = 0; i < s.length; i++) {
-    const v = Math.max(Math.pow(meanAbs[i], alpha), 1e-4);
+    const x = Math.pow(meanAbs[i], alpha);
+    const v = Math.max(wMean ? x / (Math.pow(wMean[i], 1 - alpha) + 1e-4) : x, 1e-4);
     s[i] = v;
     if (v > max) max = v;
     if (v < min) min = v;
@@ -75,6 +81,27 @@ export function activationScales(meanAbs: ArrayLike<number>, alpha: number): Flo
   const norm = Math.sqrt(max * min);
   for (let i = 0; i < s.length; i++) s[i] /= norm;
   return s;
+}
+
+/**
+ * Duo scaling's weight statistic for the linears of one group (each [out, in], the same inputs):
+ * per input channel, the mean over every output row of |w| / the max |w| of its quantization group.
+ */
+export function weightMeans(weights: readonly { w: Float32Array; outF: number }[], inF: number, groupSize: number): Float64Array {
+  const sum = new Float64Array(inF);
+  let rows = 0;
+  for (const { w, outF } of weights) {
+    for (let o = 0; o < outF; o++) {
+      for (let g = 0; g < inF; g += groupSize) {
+        let max = 0;
+        for (let i = 0; i < groupSize; i++) max = Math.max(max, Math.abs(w[o * inF + g + i]));
+        const inv = 1 / (max + 1e-6);
+        for (let i = 0; i < groupSize; i++) sum[g + i] += Math.abs(w[o * inF + g + i]) * inv;
+      }
+    }
+    rows += outF;
+  }
+  return sum.map((v) => v / rows);
 }
 
 /** W·diag(s) for a weight [out, in]. */

@@ -36,6 +36,20 @@ beforeAll(() => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('lithe quantize --method awq', () => {
+  it('--duo-scaling searches scales from the weights too; the checkpoint loads and generates', async () => {
+    const out = join(root, 'awq-duo');
+    const args = ['--method', 'awq', '--group-size', '32', '--calibration', calibration, '--samples', '2', '--seq-len', '32', '--model', model];
+    const r = await run([...args, '--duo-scaling', '--out', out]);
+    expect(r).toMatchObject({ format: 'awq', group_size: 32, quantized_tensors: 14 });
+    // Even at α = 0 duo scaling scales by the weights, so the checkpoint differs from one without it.
+    await run([...args, '--out', join(root, 'awq-plain')]);
+    expect(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(root, 'awq-plain', 'model.safetensors')))).toBe(false);
+    const p = await createPipeline({ ...(await pipelineOptions({ model: out, backend: 'cpu', dtype: 'auto' })), cacheSize: 32 });
+    expect((await p.generate('The jury said', { temperature: 0, maxTokens: 3, stopOnEos: false }).result).completionTokens).toBe(3);
+    p.dispose();
+    await expect(run(['--method', 'gptq', '--duo-scaling', '--calibration', calibration, '--model', model, '--out', join(root, 'x')])).rejects.toThrow(/--duo-scaling applies to --method awq, not gptq/);
+  });
+
   it('writes an AutoAWQ GEMM directory that the CLI loads with awq() by itself, and reports the α per block', async () => {
     const out = join(root, 'awq');
     const r = await run(['--method', 'awq', '--group-size', '32', '--calibration', calibration, '--samples', '3', '--seq-len', '32', '--search-samples', '2', '--model', model, '--out', out]);

@@ -24,6 +24,7 @@ interface Flags {
   samples?: number;
   seqLen?: number;
   searchSamples?: number;
+  duoScaling?: boolean;
   model: string;
   out: string;
   json?: boolean;
@@ -48,6 +49,7 @@ export function quantizeCommand(): Command {
     .option('--samples <n>', 'gptq / awq: calibration windows', intArg('--samples'), 128)
     .option('--seq-len <n>', 'gptq / awq: tokens per calibration window', intArg('--seq-len'), 512)
     .option('--search-samples <n>', "awq: windows the scale search scores each α on, by the block's output (default: every window)", intArg('--search-samples'))
+    .option('--duo-scaling', 'awq: scales from activations and weights, mean|x|^α / mean|w|^(1-α) (AutoAWQ\'s default), instead of mean|x|^α alone')
     .option('--json', 'print one JSON object')
     .action(run);
 }
@@ -152,6 +154,7 @@ function intArg(name: string): (v: string) => number {
 /** GPTQ (calibrated) or round-to-nearest through @lithe/gptq: the AutoGPTQ checkpoint layout. */
 async function runGptq(flags: Flags, method: 'gptq' | 'rtn'): Promise<void> {
   if (flags.searchSamples !== undefined) throw new Error(`--search-samples applies to --method awq, not ${method}`);
+  if (flags.duoScaling) throw new Error(`--duo-scaling applies to --method awq, not ${method}`);
   if (flags.format) throw new Error(`--format applies to --method int8|int4, not ${method}`);
   if (method === 'gptq' && !flags.calibration) throw new Error('--method gptq needs --calibration FILE (text to calibrate on, e.g. a few thousand lines of the kind of text the model sees)');
   const calibrationText = flags.calibration ? await readFile(flags.calibration, 'utf8') : undefined;
@@ -231,6 +234,7 @@ async function runAwq(flags: Flags): Promise<void> {
       samples: flags.samples,
       seqLen: flags.seqLen,
       searchSamples: flags.searchSamples,
+      duoScaling: flags.duoScaling,
       onCalibration: (samples, seqLen) => {
         calibration = [samples, seqLen];
         bar?.update(0, 1);
