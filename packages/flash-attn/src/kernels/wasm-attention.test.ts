@@ -8,54 +8,33 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend, DenseKVCache, WasmBackend, type AttentionParams, type Backend, type KVDType, type Tensor } from '@lithe/core';
 import { freshRng, randn } from '@lithe/core/testing';
 import { FlashWasm, flashPlan } from './wasm-attention.js';
+import { type AttentionCase, caseLabel, expectClose, uploadF32 } from './attention-cases.js';
 
 const rng = freshRng();
 const cpu = new CpuBackend();
 
-interface Case {
-  T: number;
-  nHeads: number;
-  nKV: number;
-  headDim: number;
-  startPos: number;
-  window?: number;
-  noDiagonal?: boolean;
-}
-
-const f32 = (b: Backend, data: Float32Array, shape: number[]) => b.upload(new Uint8Array(data.slice().buffer), shape, 'f32', 'other');
 const values = (t: Tensor) => Array.from(t.handle as Float32Array);
 
 /** Runs `attend` on a one-layer cache of `dtype` filled with the case's keys and values. */
-function run(be: Backend, c: Case, dtype: KVDType, data: { q: Float32Array; k: Float32Array; v: Float32Array }, attend: (q: Tensor, cache: DenseKVCache, p: AttentionParams, out: Tensor) => void): number[] {
+function run(be: Backend, c: AttentionCase, dtype: KVDType, data: { q: Float32Array; k: Float32Array; v: Float32Array }, attend: (q: Tensor, cache: DenseKVCache, p: AttentionParams, out: Tensor) => void): number[] {
   const kvWidth = c.nKV * c.headDim;
   const total = c.startPos + c.T - (c.noDiagonal ? 1 : 0);
   const cache = new DenseKVCache({ backend: be, nLayers: 1, nKVHeads: c.nKV, headDim: c.headDim, capacity: c.startPos + c.T + 2, dtype });
   if (c.startPos > 0) {
-    cache.write(0, f32(be, data.k.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]), f32(be, data.v.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]));
+    cache.write(0, uploadF32(be, data.k.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]), uploadF32(be, data.v.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]));
     cache.commit(c.startPos);
   }
   if (total > c.startPos) {
     const n = total - c.startPos;
-    cache.write(0, f32(be, data.k.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]), f32(be, data.v.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]));
+    cache.write(0, uploadF32(be, data.k.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]), uploadF32(be, data.v.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]));
   }
   const params: AttentionParams = { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
   const y = be.allocate([c.T, c.nHeads * c.headDim], 'f32', 'other');
-  attend(f32(be, data.q, [c.T, c.nHeads * c.headDim]), cache, params, y);
+  attend(uploadF32(be, data.q, [c.T, c.nHeads * c.headDim]), cache, params, y);
   return values(y);
 }
 
-function expectClose(actual: number[], expected: number[], tol: number): void {
-  expect(actual.length).toBe(expected.length);
-  let worst = 0;
-  let at = 0;
-  for (let i = 0; i < actual.length; i++) {
-    const e = Math.abs(actual[i] - expected[i]);
-    if (!(e <= worst)) [worst, at] = [e, i];
-  }
-  expect(worst, `seed ${rng.seed}: element ${at}: ${actual[at]} vs ${expected[at]}`).toBeLessThanOrEqual(tol);
-}
-
-const CASES: Case[] = [
+const CASES: AttentionCase[] = [
   // Decode: one row, short and long enough for split-K chunks, across the 32-key block boundary.
   { T: 1, nHeads: 8, nKV: 8, headDim: 64, startPos: 0 },
   { T: 1, nHeads: 8, nKV: 2, headDim: 64, startPos: 31 },
@@ -76,8 +55,6 @@ const CASES: Case[] = [
   { T: 12, nHeads: 8, nKV: 2, headDim: 64, startPos: 33, window: 40, noDiagonal: true },
 ];
 
-const label = (c: Case) => `T=${c.T} heads=${c.nHeads}/${c.nKV} d=${c.headDim} start=${c.startPos}${c.window ? ` window=${c.window}` : ''}${c.noDiagonal ? ' noDiagonal' : ''}`;
-
 describe.each([1, 2])('wasm flash attention, %i thread(s)', (threads) => {
   let wasm: WasmBackend;
   let flash: FlashWasm;
@@ -89,13 +66,13 @@ describe.each([1, 2])('wasm flash attention, %i thread(s)', (threads) => {
   afterAll(() => wasm.close());
 
   describe.each(['f32', 'f16'] as const)('%s cache', (dtype) => {
-    it.each(CASES.map((c) => [label(c), c] as const))('%s', (_, c) => {
+    it.each(CASES.map((c) => [caseLabel(c), c] as const))('%s', (_, c) => {
       const kvWidth = c.nKV * c.headDim;
       const n = c.startPos + c.T;
       const data = { q: randn(c.T * c.nHeads * c.headDim, rng.normal, 2), k: randn(n * kvWidth, rng.normal), v: randn(n * kvWidth, rng.normal) };
       const ref = run(cpu, c, dtype, data, (q, cache, p, out) => cpu.kernels.get('cpu', 'attention', 'dense')(q, cache.layer(0), p, out));
       const got = run(wasm, c, dtype, data, (q, cache, p, out) => flash.attention(q, cache.layer(0), p, out));
-      expectClose(got, ref, 3e-5);
+      expectClose(got, ref, 3e-5, rng.seed);
     });
   });
 
@@ -103,7 +80,7 @@ describe.each([1, 2])('wasm flash attention, %i thread(s)', (threads) => {
     for (let n = 0; n < 12; n++) {
       const nKV = 1 + Math.floor(rng.uniform() * 4);
       const group = [1, 2, 4, 8][Math.floor(rng.uniform() * 4)];
-      const c: Case = {
+      const c: AttentionCase = {
         T: 1 + Math.floor(rng.uniform() * (n % 2 ? 3 : 60)),
         nHeads: nKV * group,
         nKV,
@@ -118,18 +95,18 @@ describe.each([1, 2])('wasm flash attention, %i thread(s)', (threads) => {
       const data = { q: randn(c.T * c.nHeads * c.headDim, rng.normal, 2), k: randn(total * kvWidth, rng.normal), v: randn(total * kvWidth, rng.normal) };
       const ref = run(cpu, c, dtype, data, (q, cache, p, out) => cpu.kernels.get('cpu', 'attention', 'dense')(q, cache.layer(0), p, out));
       const got = run(wasm, c, dtype, data, (q, cache, p, out) => flash.attention(q, cache.layer(0), p, out));
-      expectClose(got, ref, 3e-5);
+      expectClose(got, ref, 3e-5, rng.seed);
     }
   });
 
   it('f16 keys and values in the subnormal range (|x| < 2^-14) decode exactly', () => {
-    const c: Case = { T: 3, nHeads: 8, nKV: 2, headDim: 64, startPos: 300 };
+    const c: AttentionCase = { T: 3, nHeads: 8, nKV: 2, headDim: 64, startPos: 300 };
     const n = (c.startPos + c.T) * c.nKV * c.headDim;
     // Values about 2e-5: most halves are subnormal. Queries large enough that the scores matter.
     const data = { q: randn(c.T * c.nHeads * c.headDim, rng.normal, 3e4), k: randn(n, rng.normal, 2e-5), v: randn(n, rng.normal, 2e-5) };
     const ref = run(cpu, c, 'f16', data, (q, cache, p, out) => cpu.kernels.get('cpu', 'attention', 'dense')(q, cache.layer(0), p, out));
     const got = run(wasm, c, 'f16', data, (q, cache, p, out) => flash.attention(q, cache.layer(0), p, out));
-    expectClose(got, ref, 2e-10);
+    expectClose(got, ref, 2e-10, rng.seed);
   });
 
   it('runs the build that matches the backend (relaxed SIMD where core runs its relaxed build)', () => {
@@ -137,7 +114,7 @@ describe.each([1, 2])('wasm flash attention, %i thread(s)', (threads) => {
   });
 
   it('refuses a cache that does not hold the queried positions', () => {
-    const c: Case = { T: 4, nHeads: 4, nKV: 2, headDim: 8, startPos: 3 };
+    const c: AttentionCase = { T: 4, nHeads: 4, nKV: 2, headDim: 8, startPos: 3 };
     const data = { q: randn(4 * 32, rng.normal), k: randn(7 * 16, rng.normal), v: randn(7 * 16, rng.normal) };
     expect(() => run(wasm, c, 'f32', data, (q, cache, p, out) => flash.attention(q, cache.layer(0), { ...p, startPos: 10 }, out))).toThrow(/cache holds 7 tokens, queries reach 14/);
   });

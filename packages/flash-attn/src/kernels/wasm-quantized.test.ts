@@ -5,52 +5,29 @@
  * windows, the masked diagonal, all four kinds, one and two threads.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend, type AttentionParams, type Backend, type Tensor } from '@lithe/core';
+import { WasmBackend, type AttentionParams, type Backend } from '@lithe/core';
 import { freshRng, randn } from '@lithe/core/testing';
 import { QuantizedKVCache, attentionQuantized, kvQuantFormat, type KvQuantOptions } from '@lithe/kv-quant';
 import { FlashWasm, flashUnsupported } from './wasm-attention.js';
+import { type AttentionCase, caseLabel, expectClose, QUANT_KINDS, uploadF32 } from './attention-cases.js';
 
 const rng = freshRng();
 
-interface Case {
-  T: number;
-  nHeads: number;
-  nKV: number;
-  headDim: number;
-  startPos: number;
-  window?: number;
-  noDiagonal?: boolean;
-}
-
-const f32 = (b: Backend, data: Float32Array, shape: number[]) => b.upload(new Uint8Array(data.slice().buffer), shape, 'f32', 'other');
-
 /** A one-layer quantized cache holding the case's keys and values, its queries, params and two outputs. */
-function setup(be: Backend, c: Case, options: KvQuantOptions) {
+function setup(be: Backend, c: AttentionCase, options: KvQuantOptions) {
   const kvWidth = c.nKV * c.headDim;
   const total = c.startPos + c.T - (c.noDiagonal ? 1 : 0);
   const k = randn(Math.max(total, 1) * kvWidth, rng.normal);
   const v = randn(Math.max(total, 1) * kvWidth, rng.normal);
   const cache = new QuantizedKVCache({ backend: be, nLayers: 1, nKVHeads: c.nKV, headDim: c.headDim, capacity: c.startPos + c.T + 2 }, kvQuantFormat(options));
-  if (total > 0) cache.write(0, f32(be, k.subarray(0, total * kvWidth), [total, kvWidth]), f32(be, v.subarray(0, total * kvWidth), [total, kvWidth]));
-  const q = f32(be, randn(c.T * c.nHeads * c.headDim, rng.normal, 2), [c.T, c.nHeads * c.headDim]);
+  if (total > 0) cache.write(0, uploadF32(be, k.subarray(0, total * kvWidth), [total, kvWidth]), uploadF32(be, v.subarray(0, total * kvWidth), [total, kvWidth]));
+  const q = uploadF32(be, randn(c.T * c.nHeads * c.headDim, rng.normal, 2), [c.T, c.nHeads * c.headDim]);
   const p: AttentionParams = { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
   const out = () => be.allocate([c.T, c.nHeads * c.headDim], 'f32', 'other');
   return { layer: cache.layer(0), q, p, out };
 }
 
-function expectClose(actual: Tensor, expected: Tensor, tol: number): void {
-  const [a, e] = [actual.handle as Float32Array, expected.handle as Float32Array];
-  expect(a.length).toBe(e.length);
-  let worst = 0;
-  let at = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - e[i]);
-    if (!(d <= worst)) [worst, at] = [d, i];
-  }
-  expect(worst, `seed ${rng.seed}: element ${at}: ${a[at]} vs ${e[at]}`).toBeLessThanOrEqual(tol);
-}
-
-const CASES: Case[] = [
+const CASES: AttentionCase[] = [
   { T: 1, nHeads: 8, nKV: 8, headDim: 64, startPos: 0 },
   { T: 1, nHeads: 8, nKV: 2, headDim: 64, startPos: 31 },
   { T: 1, nHeads: 8, nKV: 1, headDim: 64, startPos: 32 },
@@ -67,15 +44,6 @@ const CASES: Case[] = [
   { T: 12, nHeads: 8, nKV: 2, headDim: 64, startPos: 33, window: 40, noDiagonal: true },
 ];
 
-const label = (c: Case) => `T=${c.T} heads=${c.nHeads}/${c.nKV} d=${c.headDim} start=${c.startPos}${c.window ? ` window=${c.window}` : ''}${c.noDiagonal ? ' noDiagonal' : ''}`;
-
-const KINDS: [string, KvQuantOptions][] = [
-  ['int8-asym', { bits: 8 }],
-  ['int8-sym', { bits: 8, mode: 'symmetric' }],
-  ['int4-asym', { bits: 4 }],
-  ['int4-sym', { bits: 4, mode: 'symmetric' }],
-];
-
 describe.each([1, 2])(`wasm flash attention on quantized caches (seed ${rng.seed}), %i thread(s)`, (threads) => {
   let wasm: WasmBackend;
   let flash: FlashWasm;
@@ -85,14 +53,14 @@ describe.each([1, 2])(`wasm flash attention on quantized caches (seed ${rng.seed
   });
   afterAll(() => wasm.close());
 
-  describe.each(KINDS)('%s', (_kind, options) => {
-    it.each(CASES.map((c) => [label(c), c] as const))('%s', (_, c) => {
+  describe.each(QUANT_KINDS)('%s', (_kind, options) => {
+    it.each(CASES.map((c) => [caseLabel(c), c] as const))('%s', (_, c) => {
       const { layer, q, p, out } = setup(wasm, c, options);
       expect(flashUnsupported(layer, p)).toBeNull();
       const [ref, got] = [out(), out()];
       attentionQuantized(q, layer, p, ref);
       flash.attention(q, layer, p, got);
-      expectClose(got, ref, 3e-5);
+      expectClose(got, ref, 3e-5, rng.seed);
     });
   });
 
@@ -100,7 +68,7 @@ describe.each([1, 2])(`wasm flash attention on quantized caches (seed ${rng.seed
     for (let n = 0; n < 12; n++) {
       const nKV = 1 + Math.floor(rng.uniform() * 4);
       const group = [1, 2, 4, 8][Math.floor(rng.uniform() * 4)];
-      const c: Case = {
+      const c: AttentionCase = {
         T: 1 + Math.floor(rng.uniform() * (n % 2 ? 3 : 60)),
         nHeads: nKV * group,
         nKV,
@@ -109,11 +77,11 @@ describe.each([1, 2])(`wasm flash attention on quantized caches (seed ${rng.seed
         window: rng.uniform() < 0.3 ? 1 + Math.floor(rng.uniform() * 500) : undefined,
         noDiagonal: rng.uniform() < 0.2,
       };
-      const { layer, q, p, out } = setup(wasm, c, KINDS[Math.floor(rng.uniform() * 4)][1]);
+      const { layer, q, p, out } = setup(wasm, c, QUANT_KINDS[Math.floor(rng.uniform() * 4)][1]);
       const [ref, got] = [out(), out()];
       attentionQuantized(q, layer, p, ref);
       flash.attention(q, layer, p, got);
-      expectClose(got, ref, 3e-5);
+      expectClose(got, ref, 3e-5, rng.seed);
     }
   });
 });

@@ -4,53 +4,36 @@
  * windows, the masked diagonal, f32 and f16 caches; fresh random inputs per run.
  */
 import { describe, expect, it } from 'vitest';
-import { CpuBackend, DenseKVCache, WebGpuBackend, type AttentionParams, type Backend, type KVDType, type Tensor } from '@lithe/core';
+import { CpuBackend, DenseKVCache, type AttentionParams, type Backend, type KVDType, type Tensor } from '@lithe/core';
 import { freshRng, randn } from '@lithe/core/testing';
 import { attentionFlashWebGpu, webGpuFlashPlan } from './webgpu-attention.js';
+import { type AttentionCase, caseLabel, uploadF32, webGpuOrSkip } from './attention-cases.js';
 
 const rng = freshRng();
 const cpu = new CpuBackend();
-let gpu: WebGpuBackend | null = null;
-try {
-  gpu = await WebGpuBackend.create();
-} catch (e) {
-  if (process.env.CI) throw e;
-  console.warn(`skipping WebGPU tests: ${(e as Error).message}`);
-}
+const gpu = await webGpuOrSkip();
 
-interface Case {
-  T: number;
-  nHeads: number;
-  nKV: number;
-  headDim: number;
-  startPos: number;
-  window?: number;
-  noDiagonal?: boolean;
-}
-
-const f32 = (b: Backend, data: Float32Array, shape: number[]) => b.upload(new Uint8Array(data.slice().buffer), shape, 'f32', 'other');
-
-async function run(be: Backend, c: Case, dtype: KVDType, data: { q: Float32Array; k: Float32Array; v: Float32Array }, attend: (q: Tensor, cache: DenseKVCache, p: AttentionParams, out: Tensor) => void): Promise<number[]> {
+async function run(be: Backend, c: AttentionCase, dtype: KVDType, data: { q: Float32Array; k: Float32Array; v: Float32Array }, attend: (q: Tensor, cache: DenseKVCache, p: AttentionParams, out: Tensor) => void): Promise<number[]> {
   const kvWidth = c.nKV * c.headDim;
   const total = c.startPos + c.T - (c.noDiagonal ? 1 : 0);
   const cache = new DenseKVCache({ backend: be, nLayers: 1, nKVHeads: c.nKV, headDim: c.headDim, capacity: c.startPos + c.T + 2, dtype });
   if (c.startPos > 0) {
-    cache.write(0, f32(be, data.k.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]), f32(be, data.v.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]));
+    cache.write(0, uploadF32(be, data.k.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]), uploadF32(be, data.v.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]));
     cache.commit(c.startPos);
   }
   if (total > c.startPos) {
     const n = total - c.startPos;
-    cache.write(0, f32(be, data.k.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]), f32(be, data.v.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]));
+    cache.write(0, uploadF32(be, data.k.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]), uploadF32(be, data.v.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]));
   }
   const params: AttentionParams = { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
   const y = be.allocate([c.T, c.nHeads * c.headDim], 'f32', 'other');
-  attend(f32(be, data.q, [c.T, c.nHeads * c.headDim]), cache, params, y);
+  attend(uploadF32(be, data.q, [c.T, c.nHeads * c.headDim]), cache, params, y);
   const out = Array.from((await be.read(y)) as Float32Array);
   cache.dispose();
   return out;
 }
 
-const CASES: Case[] = [
+const CASES: AttentionCase[] = [
   { T: 1, nHeads: 8, nKV: 8, headDim: 64, startPos: 0 },
   { T: 1, nHeads: 8, nKV: 1, headDim: 64, startPos: 33 },
   { T: 1, nHeads: 32, nKV: 4, headDim: 64, startPos: 1500 },
@@ -66,11 +49,9 @@ const CASES: Case[] = [
   { T: 6, nHeads: 4, nKV: 2, headDim: 256, startPos: 40, window: 40, noDiagonal: true },
 ];
 
-const label = (c: Case) => `T=${c.T} heads=${c.nHeads}/${c.nKV} d=${c.headDim} start=${c.startPos}${c.window ? ` window=${c.window}` : ''}${c.noDiagonal ? ' noDiagonal' : ''}`;
-
 describe.skipIf(!gpu)(`WebGPU flash attention (seed ${rng.seed})`, () => {
   describe.each(['f32', 'f16'] as const)('%s cache', (dtype) => {
-    it.each(CASES.map((c) => [label(c), c] as const))('%s', { timeout: 60_000 }, async (_, c) => {
+    it.each(CASES.map((c) => [caseLabel(c), c] as const))('%s', { timeout: 60_000 }, async (_, c) => {
       const kvWidth = c.nKV * c.headDim;
       const n = c.startPos + c.T;
       const data = { q: randn(c.T * c.nHeads * c.headDim, rng.normal, 2), k: randn(n * kvWidth, rng.normal), v: randn(n * kvWidth, rng.normal) };

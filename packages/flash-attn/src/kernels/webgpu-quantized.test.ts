@@ -10,40 +10,23 @@
 import { describe, expect, it } from 'vitest';
 import { CpuBackend, WebGpuBackend, type AttentionParams, type Backend, type KVCacheLayer, type Tensor } from '@lithe/core';
 import { freshRng, randn } from '@lithe/core/testing';
-import { QuantizedKVCache, QuantizedKVLayer, attentionQuantized, kvQuantFormat, type KvQuantFormat, type KvQuantOptions } from '@lithe/kv-quant';
+import { QuantizedKVCache, QuantizedKVLayer, attentionQuantized, kvQuantFormat, type KvQuantFormat } from '@lithe/kv-quant';
 import { attentionFlashWebGpu, webGpuFlashPlan, webGpuFlashUnsupported } from './webgpu-attention.js';
+import { type AttentionCase, caseLabel, QUANT_KINDS, uploadF32, webGpuOrSkip } from './attention-cases.js';
 
 const rng = freshRng();
 const cpu = new CpuBackend();
-let gpu: WebGpuBackend | null = null;
-try {
-  gpu = await WebGpuBackend.create();
-} catch (e) {
-  if (process.env.CI) throw e;
-  console.warn(`skipping WebGPU tests: ${(e as Error).message}`);
-}
-
-interface Case {
-  T: number;
-  nHeads: number;
-  nKV: number;
-  headDim: number;
-  startPos: number;
-  window?: number;
-  noDiagonal?: boolean;
-}
-
-const f32 = (b: Backend, data: Float32Array, shape: number[]) => b.upload(new Uint8Array(data.slice().buffer), shape, 'f32', 'other');
+const gpu = await webGpuOrSkip();
 
 /** Whether kv-quant's WebGPU cache takes this shape (whole 32-bit words of codes and parameters). */
-const gpuCacheTakes = (c: Case, f: KvQuantFormat) => c.headDim % 8 === 0 && c.headDim <= 256 && (c.nKV * f.paramsPerHead) % 2 === 0;
+const gpuCacheTakes = (c: AttentionCase, f: KvQuantFormat) => c.headDim % 8 === 0 && c.headDim <= 256 && (c.nKV * f.paramsPerHead) % 2 === 0;
 
 /**
  * The case's keys and values in a CPU cache and a WebGPU layer holding the same bytes. Rows are
  * written in two passes (the cached prefix, then the rows of this call) and one row of each head
  * is constant, so the asymmetric scale-0 rows are read too.
  */
-async function caches(g: WebGpuBackend, c: Case, f: KvQuantFormat): Promise<{ ref: KVCacheLayer; layer: KVCacheLayer }> {
+async function caches(g: WebGpuBackend, c: AttentionCase, f: KvQuantFormat): Promise<{ ref: KVCacheLayer; layer: KVCacheLayer }> {
   const kvWidth = c.nKV * c.headDim;
   const total = c.startPos + c.T - (c.noDiagonal ? 1 : 0);
   const k = randn(Math.max(total, 1) * kvWidth, rng.normal);
@@ -59,7 +42,7 @@ async function caches(g: WebGpuBackend, c: Case, f: KvQuantFormat): Promise<{ re
     for (const [from, to] of [[0, Math.min(c.startPos, total)], [Math.min(c.startPos, total), total]]) {
       if (to <= from) continue;
       const [ks, vs] = [k.subarray(from * kvWidth, to * kvWidth), v.subarray(from * kvWidth, to * kvWidth)];
-      cache.write(0, f32(b, ks, [to - from, kvWidth]), f32(b, vs, [to - from, kvWidth]));
+      cache.write(0, uploadF32(b, ks, [to - from, kvWidth]), uploadF32(b, vs, [to - from, kvWidth]));
       cache.commit(to - from);
     }
   };
@@ -83,14 +66,14 @@ async function caches(g: WebGpuBackend, c: Case, f: KvQuantFormat): Promise<{ re
   return { ref, layer };
 }
 
-async function compare(g: WebGpuBackend, c: Case, f: KvQuantFormat): Promise<void> {
+async function compare(g: WebGpuBackend, c: AttentionCase, f: KvQuantFormat): Promise<void> {
   const { ref, layer } = await caches(g, c, f);
   const width = c.nHeads * c.headDim;
   const q = randn(c.T * width, rng.normal, 2);
   const p: AttentionParams = { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
   const want = cpu.allocate([c.T, width], 'f32', 'other');
-  attentionQuantized(f32(cpu, q, [c.T, width]), ref, p, want);
-  const [gq, out] = [f32(g, q, [c.T, width]), g.allocate([c.T, width], 'f32', 'other')];
+  attentionQuantized(uploadF32(cpu, q, [c.T, width]), ref, p, want);
+  const [gq, out] = [uploadF32(g, q, [c.T, width]), g.allocate([c.T, width], 'f32', 'other')];
   expect(webGpuFlashUnsupported(gq, layer, p, out)).toBeNull();
   attentionFlashWebGpu(gq, layer, p, out);
   const got = (await g.read(out)) as Float32Array;
@@ -104,7 +87,7 @@ async function compare(g: WebGpuBackend, c: Case, f: KvQuantFormat): Promise<voi
   for (const t of [gq, out, ...(layer as QuantizedKVLayer).tensors]) g.dispose(t);
 }
 
-const CASES: Case[] = [
+const CASES: AttentionCase[] = [
   { T: 1, nHeads: 8, nKV: 8, headDim: 64, startPos: 0 },
   { T: 1, nHeads: 8, nKV: 2, headDim: 64, startPos: 31 },
   { T: 1, nHeads: 8, nKV: 1, headDim: 64, startPos: 32 },
@@ -124,24 +107,15 @@ const CASES: Case[] = [
   { T: 6, nHeads: 4, nKV: 2, headDim: 256, startPos: 40, window: 40, noDiagonal: true },
 ];
 
-const label = (c: Case) => `T=${c.T} heads=${c.nHeads}/${c.nKV} d=${c.headDim} start=${c.startPos}${c.window ? ` window=${c.window}` : ''}${c.noDiagonal ? ' noDiagonal' : ''}`;
-
-const KINDS: [string, KvQuantOptions][] = [
-  ['int8-asym', { bits: 8 }],
-  ['int8-sym', { bits: 8, mode: 'symmetric' }],
-  ['int4-asym', { bits: 4 }],
-  ['int4-sym', { bits: 4, mode: 'symmetric' }],
-];
-
 describe.skipIf(!gpu)(`WebGPU flash attention on quantized caches (seed ${rng.seed})`, () => {
   it('the cases cover split-K decode rows and several query tiles', () => {
-    const plan = (c: Case) => webGpuFlashPlan(c.T, { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1, startPos: c.startPos, window: c.window });
+    const plan = (c: AttentionCase) => webGpuFlashPlan(c.T, { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1, startPos: c.startPos, window: c.window });
     expect(CASES.some((c) => c.T === 1 && plan(c).nChunks > 2)).toBe(true);
     expect(CASES.some((c) => c.T > 1 && plan(c).tiles > c.nKV)).toBe(true);
   });
 
-  describe.each(KINDS)('%s', (_kind, options) => {
-    it.each(CASES.map((c) => [label(c), c] as const))('%s', { timeout: 60_000 }, async (_, c) => {
+  describe.each(QUANT_KINDS)('%s', (_kind, options) => {
+    it.each(CASES.map((c) => [caseLabel(c), c] as const))('%s', { timeout: 60_000 }, async (_, c) => {
       await compare(gpu!, c, kvQuantFormat(options));
     });
   });
@@ -150,7 +124,7 @@ describe.skipIf(!gpu)(`WebGPU flash attention on quantized caches (seed ${rng.se
     for (let n = 0; n < 8; n++) {
       const nKV = 1 + Math.floor(rng.uniform() * 4);
       const group = [1, 2, 4, 8][Math.floor(rng.uniform() * 4)];
-      const c: Case = {
+      const c: AttentionCase = {
         T: 1 + Math.floor(rng.uniform() * (n % 2 ? 3 : 40)),
         nHeads: nKV * group,
         nKV,
@@ -159,7 +133,7 @@ describe.skipIf(!gpu)(`WebGPU flash attention on quantized caches (seed ${rng.se
         window: rng.uniform() < 0.3 ? 1 + Math.floor(rng.uniform() * 300) : undefined,
         noDiagonal: rng.uniform() < 0.2,
       };
-      await compare(gpu!, c, kvQuantFormat(KINDS[Math.floor(rng.uniform() * 4)][1]));
+      await compare(gpu!, c, kvQuantFormat(QUANT_KINDS[Math.floor(rng.uniform() * 4)][1]));
     }
   });
 
