@@ -36,10 +36,28 @@ export const flashAttention = definePlugin((options: FlashAttentionOptions | voi
     noticed = true;
     warn(`flash-attn: ${why}; attention runs without flash kernels there`);
   };
-  const coreKernel = (backend: string) => (q: Tensor, cache: KVCacheLayer, p: AttentionParams, out: Tensor) => globalKernels.get(backend, 'attention', 'dense')(q, cache, p, out);
-  const [coreWasm, coreWebGpu] = [coreKernel('wasm'), coreKernel('webgpu')];
+  type Attend = (q: Tensor, cache: KVCacheLayer, p: AttentionParams, out: Tensor) => void;
+  const coreKernel = (backend: string): Attend => (q, cache, p, out) => globalKernels.get(backend, 'attention', 'dense')(q, cache, p, out);
   // A quantized layer's own kernel (the cache plugin's, registered as the layer's kind).
-  const kindKernel = (q: Tensor, cache: KVCacheLayer) => q.backend.kernels.get(q.backend.name, 'attention', cache.kind);
+  const kindKernel: Attend = (q, cache, p, out) => q.backend.kernels.get(q.backend.name, 'attention', cache.kind)(q, cache, p, out);
+  // Each backend's flash kernel where it can read the layer, else `fallback` after the one notice.
+  const wasm =
+    (fallback: Attend): Attend =>
+    (q, cache, p, out) => {
+      const flash = kernels.get(q.backend);
+      const why = flash ? flashUnsupported(cache, p) : null;
+      if (flash && !why) return flash.attention(q, cache, p, out);
+      notice(why ? `the wasm flash kernel cannot read ${why}` : 'the flash kernels were not loaded on this wasm backend (the plugin was set up on another)');
+      fallback(q, cache, p, out);
+    };
+  const webgpu =
+    (fallback: Attend): Attend =>
+    (q, cache, p, out) => {
+      const why = webGpuFlashUnsupported(q, cache, p, out);
+      if (!why) return attentionFlashWebGpu(q, cache, p, out);
+      notice(`the WebGPU flash kernel cannot read ${why}`);
+      fallback(q, cache, p, out);
+    };
   return {
     name: 'flash-attn',
     async setup(ctx) {
@@ -48,37 +66,9 @@ export const flashAttention = definePlugin((options: FlashAttentionOptions | voi
     },
     attention: {
       kind: 'dense',
-      kernels: {
-        wasm: (q, cache, p, out) => {
-          const flash = kernels.get(q.backend);
-          const why = flash ? flashUnsupported(cache, p) : null;
-          if (flash && !why) return flash.attention(q, cache, p, out);
-          notice(why ? `the wasm flash kernel cannot read ${why}` : 'the flash kernels were not loaded on this wasm backend (the plugin was set up on another)');
-          coreWasm(q, cache, p, out);
-        },
-        webgpu: (q, cache, p, out) => {
-          const why = webGpuFlashUnsupported(q, cache, p, out);
-          if (!why) return attentionFlashWebGpu(q, cache, p, out);
-          notice(`the WebGPU flash kernel cannot read ${why}`);
-          coreWebGpu(q, cache, p, out);
-        },
-      },
+      kernels: { wasm: wasm(coreKernel('wasm')), webgpu: webgpu(coreKernel('webgpu')) },
       // Block-quantized layers of any cache kind (kv-quant's int8 / int4), dequantized in the tile.
-      readsQuantized: {
-        wasm: (q, cache, p, out) => {
-          const flash = kernels.get(q.backend);
-          const why = flash ? flashUnsupported(cache, p) : null;
-          if (flash && !why) return flash.attention(q, cache, p, out);
-          notice(why ? `the wasm flash kernel cannot read ${why}` : 'the flash kernels were not loaded on this wasm backend (the plugin was set up on another)');
-          kindKernel(q, cache)(q, cache, p, out);
-        },
-        webgpu: (q, cache, p, out) => {
-          const why = webGpuFlashUnsupported(q, cache, p, out);
-          if (!why) return attentionFlashWebGpu(q, cache, p, out);
-          notice(`the WebGPU flash kernel cannot read ${why}`);
-          kindKernel(q, cache)(q, cache, p, out);
-        },
-      },
+      readsQuantized: { wasm: wasm(kindKernel), webgpu: webgpu(kindKernel) },
     },
     wrapDecode: (next, ctx) => (state) => {
       const { cache } = state;
