@@ -14,7 +14,6 @@ import {
   post,
   rawRequest,
   slowDecode,
-  STALL_CONTEXT,
   stalledStream,
   startTestServer,
   testModelDir,
@@ -22,16 +21,17 @@ import {
 } from './testing/harness.js';
 
 // A chat stream with 20 top logprobs per token sends a few kilobytes per token: a few thousand
-// tokens fill the socket buffers of a client that does not read (megabytes on loopback, and more
-// where the kernel lets them grow), so the stream may run to STALL_CONTEXT tokens.
-const longChat = { model: MODEL_ID, messages: [{ role: 'user', content: 'Go on.' }], max_tokens: STALL_CONTEXT - 64, stream: true, logprobs: true, top_logprobs: 20 };
+// tokens fill the socket buffers of a client that does not read (megabytes on loopback). Greedy:
+// the test model's EOS logit is 0, never the largest, while a sampled stream of a few thousand
+// tokens ends by EOS about one time in six, before the socket fills.
+const longChat = { model: MODEL_ID, messages: [{ role: 'user', content: 'Go on.' }], max_tokens: LONG_CONTEXT - 64, stream: true, logprobs: true, top_logprobs: 20, temperature: 0 };
 
 describe('a client that opens a stream and never reads', () => {
   let long: Pipeline;
   let server: TestServer;
   beforeAll(async () => {
-    long = await loadLongPipeline([], STALL_CONTEXT);
-    server = await startTestServer({ pipeline: long, model: testModelDir({ context: STALL_CONTEXT }), parallel: 1, maxQueue: 4, writeTimeoutMs: 400 });
+    long = await loadLongPipeline();
+    server = await startTestServer({ pipeline: long, model: testModelDir({ context: LONG_CONTEXT }), parallel: 1, maxQueue: 4, writeTimeoutMs: 400 });
   });
   afterAll(() => server.close());
 
@@ -142,7 +142,7 @@ describe('SIGTERM with a stalled client connected (the real bin)', () => {
     const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
     // No drain time: on a quiet machine this tiny model finishes the reader's 4080 tokens within a second.
     const drainSeconds = 0;
-    const args = [bin, '--model', testModelDir({ context: STALL_CONTEXT }), '--cache-size', String(STALL_CONTEXT), '--port', '0', '--quiet', '--model-id', MODEL_ID];
+    const args = [bin, '--model', testModelDir({ context: LONG_CONTEXT }), '--cache-size', String(LONG_CONTEXT), '--port', '0', '--quiet', '--model-id', MODEL_ID];
     args.push('--parallel', '2', '--drain-timeout', String(drainSeconds), '--write-timeout', '120');
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -164,7 +164,7 @@ describe('SIGTERM with a stalled client connected (the real bin)', () => {
       const res = await fetch(`${url}/v1/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: MODEL_ID, prompt: 'x', max_tokens: LONG_CONTEXT - 16, stream: true }),
+        body: JSON.stringify({ model: MODEL_ID, prompt: 'x', max_tokens: LONG_CONTEXT - 16, stream: true, temperature: 0 }),
       });
       const reader = res.body!.getReader();
       await reader.read();

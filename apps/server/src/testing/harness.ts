@@ -33,18 +33,12 @@ export function testModelDir(opts: RandomModelOptions = {}): string {
   return dir;
 }
 
-/** Context of the long model: streams of several megabytes. */
+/** Context of the long model: streams long enough to fill a socket's buffers. */
 export const LONG_CONTEXT = 4096;
-/**
- * Context of the model whose stream must fill a client's socket buffers for certain: at a few
- * kilobytes per token, tens of megabytes, beyond what loopback buffers grow to (a receive buffer
- * may grow to 32 MiB on Linux; a 4096-token stream fitted whole on one CI machine).
- */
-export const STALL_CONTEXT = 16384;
 
-/** A model with a long context (LONG_CONTEXT by default), for streams of several megabytes. */
-export function loadLongPipeline(plugins: LithePlugin[] = [], context = LONG_CONTEXT): Promise<Pipeline> {
-  return createPipeline({ model: testModelDir({ context }), cacheSize: context, backend: 'wasm', plugins });
+/** A model with a long context, for streams of several megabytes. */
+export function loadLongPipeline(plugins: LithePlugin[] = []): Promise<Pipeline> {
+  return createPipeline({ model: testModelDir({ context: LONG_CONTEXT }), cacheSize: LONG_CONTEXT, backend: 'wasm', plugins });
 }
 
 /** Sleeps before every decode step: a generation that lasts long enough to be caught mid-way. */
