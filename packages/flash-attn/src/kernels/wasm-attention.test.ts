@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend, DenseKVCache, WasmBackend, type AttentionParams, type Backend, type KVDType, type Tensor } from '@lithe/core';
 import { freshRng, randn } from '@lithe/core/testing';
 import { FlashWasm, flashPlan } from './wasm-attention.js';
-import { type AttentionCase, caseLabel, expectClose, uploadF32 } from './attention-cases.js';
+import { type AttentionCase, caseLabel, denseCall, expectClose } from './attention-cases.js';
 
 const rng = freshRng();
 const cpu = new CpuBackend();
@@ -17,21 +17,9 @@ const values = (t: Tensor) => Array.from(t.handle as Float32Array);
 
 /** Runs `attend` on a one-layer cache of `dtype` filled with the case's keys and values. */
 function run(be: Backend, c: AttentionCase, dtype: KVDType, data: { q: Float32Array; k: Float32Array; v: Float32Array }, attend: (q: Tensor, cache: DenseKVCache, p: AttentionParams, out: Tensor) => void): number[] {
-  const kvWidth = c.nKV * c.headDim;
-  const total = c.startPos + c.T - (c.noDiagonal ? 1 : 0);
-  const cache = new DenseKVCache({ backend: be, nLayers: 1, nKVHeads: c.nKV, headDim: c.headDim, capacity: c.startPos + c.T + 2, dtype });
-  if (c.startPos > 0) {
-    cache.write(0, uploadF32(be, data.k.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]), uploadF32(be, data.v.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]));
-    cache.commit(c.startPos);
-  }
-  if (total > c.startPos) {
-    const n = total - c.startPos;
-    cache.write(0, uploadF32(be, data.k.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]), uploadF32(be, data.v.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]));
-  }
-  const params: AttentionParams = { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
-  const y = be.allocate([c.T, c.nHeads * c.headDim], 'f32', 'other');
-  attend(uploadF32(be, data.q, [c.T, c.nHeads * c.headDim]), cache, params, y);
-  return values(y);
+  const { q, cache, params, out } = denseCall(be, c, dtype, data);
+  attend(q, cache, params, out);
+  return values(out);
 }
 
 const CASES: AttentionCase[] = [

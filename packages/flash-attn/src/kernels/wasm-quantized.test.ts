@@ -5,11 +5,11 @@
  * windows, the masked diagonal, all four kinds, one and two threads.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend, type AttentionParams, type Backend } from '@lithe/core';
+import { WasmBackend, type Backend } from '@lithe/core';
 import { freshRng, randn } from '@lithe/core/testing';
 import { QuantizedKVCache, attentionQuantized, kvQuantFormat, type KvQuantOptions } from '@lithe/kv-quant';
 import { FlashWasm, flashUnsupported } from './wasm-attention.js';
-import { type AttentionCase, caseLabel, expectClose, QUANT_KINDS, uploadF32 } from './attention-cases.js';
+import { attentionParams, type AttentionCase, caseLabel, expectClose, QUANT_KINDS, uploadF32 } from './attention-cases.js';
 
 const rng = freshRng();
 
@@ -22,7 +22,7 @@ function setup(be: Backend, c: AttentionCase, options: KvQuantOptions) {
   const cache = new QuantizedKVCache({ backend: be, nLayers: 1, nKVHeads: c.nKV, headDim: c.headDim, capacity: c.startPos + c.T + 2 }, kvQuantFormat(options));
   if (total > 0) cache.write(0, uploadF32(be, k.subarray(0, total * kvWidth), [total, kvWidth]), uploadF32(be, v.subarray(0, total * kvWidth), [total, kvWidth]));
   const q = uploadF32(be, randn(c.T * c.nHeads * c.headDim, rng.normal, 2), [c.T, c.nHeads * c.headDim]);
-  const p: AttentionParams = { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
+  const p = attentionParams(c);
   const out = () => be.allocate([c.T, c.nHeads * c.headDim], 'f32', 'other');
   return { layer: cache.layer(0), q, p, out };
 }

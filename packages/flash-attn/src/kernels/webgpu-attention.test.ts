@@ -7,30 +7,18 @@ import { describe, expect, it } from 'vitest';
 import { CpuBackend, DenseKVCache, type AttentionParams, type Backend, type KVDType, type Tensor } from '@lithe/core';
 import { freshRng, randn } from '@lithe/core/testing';
 import { attentionFlashWebGpu, webGpuFlashPlan } from './webgpu-attention.js';
-import { type AttentionCase, caseLabel, uploadF32, webGpuOrSkip } from './attention-cases.js';
+import { type AttentionCase, caseLabel, denseCall, webGpuOrSkip } from './attention-cases.js';
 
 const rng = freshRng();
 const cpu = new CpuBackend();
 const gpu = await webGpuOrSkip();
 
 async function run(be: Backend, c: AttentionCase, dtype: KVDType, data: { q: Float32Array; k: Float32Array; v: Float32Array }, attend: (q: Tensor, cache: DenseKVCache, p: AttentionParams, out: Tensor) => void): Promise<number[]> {
-  const kvWidth = c.nKV * c.headDim;
-  const total = c.startPos + c.T - (c.noDiagonal ? 1 : 0);
-  const cache = new DenseKVCache({ backend: be, nLayers: 1, nKVHeads: c.nKV, headDim: c.headDim, capacity: c.startPos + c.T + 2, dtype });
-  if (c.startPos > 0) {
-    cache.write(0, uploadF32(be, data.k.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]), uploadF32(be, data.v.subarray(0, c.startPos * kvWidth), [c.startPos, kvWidth]));
-    cache.commit(c.startPos);
-  }
-  if (total > c.startPos) {
-    const n = total - c.startPos;
-    cache.write(0, uploadF32(be, data.k.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]), uploadF32(be, data.v.subarray(c.startPos * kvWidth, total * kvWidth), [n, kvWidth]));
-  }
-  const params: AttentionParams = { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
-  const y = be.allocate([c.T, c.nHeads * c.headDim], 'f32', 'other');
-  attend(uploadF32(be, data.q, [c.T, c.nHeads * c.headDim]), cache, params, y);
-  const out = Array.from((await be.read(y)) as Float32Array);
+  const { q, cache, params, out } = denseCall(be, c, dtype, data);
+  attend(q, cache, params, out);
+  const got = Array.from((await be.read(out)) as Float32Array);
   cache.dispose();
-  return out;
+  return got;
 }
 
 const CASES: AttentionCase[] = [

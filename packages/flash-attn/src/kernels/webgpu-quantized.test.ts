@@ -8,11 +8,11 @@
  * symmetric scales) the CPU-quantized bytes are uploaded into a layer of the same layout.
  */
 import { describe, expect, it } from 'vitest';
-import { CpuBackend, WebGpuBackend, type AttentionParams, type Backend, type KVCacheLayer, type Tensor } from '@lithe/core';
+import { CpuBackend, WebGpuBackend, type Backend, type KVCacheLayer, type Tensor } from '@lithe/core';
 import { freshRng, randn } from '@lithe/core/testing';
 import { QuantizedKVCache, QuantizedKVLayer, attentionQuantized, kvQuantFormat, type KvQuantFormat } from '@lithe/kv-quant';
 import { attentionFlashWebGpu, webGpuFlashPlan, webGpuFlashUnsupported } from './webgpu-attention.js';
-import { type AttentionCase, caseLabel, QUANT_KINDS, uploadF32, webGpuOrSkip } from './attention-cases.js';
+import { attentionParams, type AttentionCase, caseLabel, QUANT_KINDS, uploadF32, webGpuOrSkip } from './attention-cases.js';
 
 const rng = freshRng();
 const cpu = new CpuBackend();
@@ -70,7 +70,7 @@ async function compare(g: WebGpuBackend, c: AttentionCase, f: KvQuantFormat): Pr
   const { ref, layer } = await caches(g, c, f);
   const width = c.nHeads * c.headDim;
   const q = randn(c.T * width, rng.normal, 2);
-  const p: AttentionParams = { nHeads: c.nHeads, nKVHeads: c.nKV, headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), startPos: c.startPos, window: c.window, noDiagonal: c.noDiagonal };
+  const p = attentionParams(c);
   const want = cpu.allocate([c.T, width], 'f32', 'other');
   attentionQuantized(uploadF32(cpu, q, [c.T, width]), ref, p, want);
   const [gq, out] = [uploadF32(g, q, [c.T, width]), g.allocate([c.T, width], 'f32', 'other')];
